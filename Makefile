@@ -1,0 +1,39 @@
+# The course's commands. Each target sets up what it needs: the virtual environment, the packages,
+# and MNIST (downloaded, or copied from BNLIB_MNIST_DIR when set).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: figures test lab app html data setup setup-test
+
+figures: data
+	$(PY) -m bnlib.figures
+
+test: setup-test data
+	$(PY) -m pytest
+
+lab: data
+	$(VENV)/bin/jupyter lab notebooks/01_input_normalization.ipynb
+
+app: data
+	$(VENV)/bin/voila notebooks/06_mnist_percentiles.ipynb
+
+html: data
+	$(VENV)/bin/jupyter nbconvert --to html --execute --output-dir build/html notebooks/*.ipynb
+	@echo "The course as static pages: build/html/"
+
+data: setup
+	$(PY) -m bnlib.data
+
+setup: $(VENV)/.installed
+setup-test: $(VENV)/.installed-test
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt -e .
+	touch $@
+
+$(VENV)/.installed-test: requirements-test.txt $(VENV)/.installed
+	$(PY) -m pip install --quiet -r requirements-test.txt
+	touch $@

@@ -1,0 +1,1 @@
+"""bnlib: batch normalization from scratch, the library behind the Batch Norm course."""
