@@ -1,0 +1,189 @@
+"""Batch norm layers for torch, from tensor operations and a hand-written backward pass.
+
+``BatchNorm1d`` and ``BatchNorm2d`` are drop-in replacements for ``torch.nn.BatchNorm1d/2d``: the same
+constructor, parameters, buffers and ``state_dict`` keys, so weights load both ways. They never call
+torch's own batch norm kernel: training-mode normalization goes through ``BatchNormFunction``, whose
+backward is the formula derived in ``bnlib.normalization``.
+
+The math lives in two plain tensor functions, ``bn_forward_tensor`` and ``bn_backward_tensor``, so that
+code doing its own backpropagation (without autograd) runs exactly the same computation.
+"""
+
+from typing import NamedTuple, Optional
+
+import torch
+from torch import nn
+
+from .running_stats import ema_update
+from .validation import check_eps, check_input_shape, check_momentum, check_num_features
+
+
+class Saved(NamedTuple):
+    """What ``bn_forward_tensor`` keeps for the backward pass, plus the batch statistics."""
+
+    x_centered: torch.Tensor       # x - mu, the shape of x
+    inv_std: torch.Tensor          # 1 / sqrt(var + eps), shaped to broadcast: (1, C, 1, ...)
+    weight: Optional[torch.Tensor]  # gamma (C,), or None without affine parameters
+    mean: torch.Tensor             # mu, (C,)
+    var: torch.Tensor              # biased batch variance, (C,)
+
+
+def _reduce_dims(x):
+    return [0, *range(2, x.dim())]
+
+
+def _per_channel(vector, like):
+    return vector.view((1, -1) + (1,) * (like.dim() - 2))
+
+
+def bn_forward_tensor(x, weight, bias, eps):
+    """Training-mode batch norm of ``x`` (N, C, *spatial): ``(out, saved)``; weight and bias may be None.
+
+    Per channel: mu and the biased var in one pass (``torch.var_mean``, numerically stable),
+    out = (x - mu) * (gamma / sqrt(var + eps)) + beta. Centering before scaling keeps float32 accurate
+    when the mean dwarfs the spread; folding mu into the shift would cancel catastrophically.
+    """
+    var, mean = torch.var_mean(x, dim=_reduce_dims(x), correction=0, keepdim=True)
+    inv_std = torch.rsqrt(var + eps)                                    # (var + eps)^(-1/2)
+    x_centered = x - mean                                               # x - mu
+    scale = inv_std if weight is None else inv_std * _per_channel(weight, x)  # gamma inv_std
+    if bias is None:
+        out = x_centered * scale
+    else:
+        out = torch.addcmul(_per_channel(bias, x), x_centered, scale)  # beta + (x - mu) gamma inv_std
+    return out, Saved(x_centered, inv_std, weight, mean.view(-1), var.view(-1))
+
+
+def bn_backward_tensor(dout, saved):
+    """``(dx, dgamma, dbeta)`` from dL/dy (see ``bnlib.normalization.batch_norm_backward``).
+
+    With x_hat = (x - mu) inv_std and m values per channel:
+    dbeta = sum dy, dgamma = sum dy x_hat, dx = gamma inv_std (dy - dbeta/m - x_hat dgamma/m).
+    Written as dx = k dy - k dbeta/m - (k inv_std^2 sum dy (x - mu) / m) (x - mu), k = gamma inv_std,
+    it takes two fused passes over memory after the two reductions. ``dgamma`` is None without weight.
+    """
+    x_centered, inv_std, weight = saved.x_centered, saved.inv_std, saved.weight
+    dims = _reduce_dims(dout)
+    m = dout.numel() // dout.shape[1]                                   # values per channel
+    dbeta = dout.sum(dims)                                              # sum_i dy_i
+    centered_dot = (dout * x_centered).sum(dims)                        # sum_i dy_i (x_i - mu)
+    k = inv_std if weight is None else inv_std * _per_channel(weight, dout)  # gamma inv_std
+    dx = torch.addcmul(_per_channel(dbeta, dout) * (-k / m), dout, k)  # k (dy - dbeta/m)
+    dx.addcmul_(x_centered, _per_channel(centered_dot, dout) * (-k * inv_std.square() / m))  # - k x_hat dgamma/m
+    dgamma = None if weight is None else centered_dot * inv_std.view(-1)  # sum_i dy_i x_hat_i
+    return dx, dgamma, dbeta
+
+
+class BatchNormFunction(torch.autograd.Function):
+    """Training-mode batch norm with the hand-derived backward. Returns ``(out, mean, biased_var)``;
+    the statistics are outputs for the running averages and carry no gradient."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, eps):
+        out, saved = bn_forward_tensor(x, weight, bias, eps)
+        ctx.save_for_backward(saved.x_centered, saved.inv_std, weight)
+        ctx.mark_non_differentiable(saved.mean, saved.var)
+        return out, saved.mean, saved.var
+
+    @staticmethod
+    def backward(ctx, dout, _dmean, _dvar):
+        x_centered, inv_std, weight = ctx.saved_tensors
+        saved = Saved(x_centered, inv_std, weight, None, None)
+        dx, dgamma, dbeta = bn_backward_tensor(dout, saved)
+        needs_x, needs_weight, needs_bias, _ = ctx.needs_input_grad
+        return (dx if needs_x else None, dgamma if needs_weight else None,
+                dbeta if needs_bias else None, None)
+
+
+def batch_norm_train(x, weight, bias, eps=1e-5):
+    """Functional training-mode batch norm: ``(out, mean, biased_var)``, differentiable in x, weight, bias."""
+    check_input_shape(x.shape, training=True)
+    return BatchNormFunction.apply(x, weight, bias, check_eps(eps))
+
+
+class _BatchNorm(nn.Module):
+    """What BatchNorm1d and BatchNorm2d share; they differ only in the input shapes they accept."""
+
+    _version = 2  # torch's state_dict format version for batch norm (has num_batches_tracked)
+    input_dims: tuple = ()
+    input_layout = ""
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True,
+                 device=None, dtype=None):
+        super().__init__()
+        factory = {"device": device, "dtype": dtype}
+        self.num_features = check_num_features(num_features)
+        self.eps = check_eps(eps)
+        self.momentum = check_momentum(momentum)
+        self.affine = affine
+        self.track_running_stats = track_running_stats
+        if affine:
+            self.weight = nn.Parameter(torch.empty(num_features, **factory))   # gamma
+            self.bias = nn.Parameter(torch.empty(num_features, **factory))     # beta
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+        if track_running_stats:
+            self.register_buffer("running_mean", torch.zeros(num_features, **factory))
+            self.register_buffer("running_var", torch.ones(num_features, **factory))
+            self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long, device=device))
+        else:
+            self.register_buffer("running_mean", None)
+            self.register_buffer("running_var", None)
+            self.register_buffer("num_batches_tracked", None)
+        self.reset_parameters()
+
+    def reset_running_stats(self):
+        if self.track_running_stats:
+            self.running_mean.zero_()
+            self.running_var.fill_(1)
+            self.num_batches_tracked.zero_()
+
+    def reset_parameters(self):
+        self.reset_running_stats()
+        if self.affine:
+            nn.init.ones_(self.weight)
+            nn.init.zeros_(self.bias)
+
+    def extra_repr(self):
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
+                f"track_running_stats={self.track_running_stats}")
+
+    def forward(self, x):
+        use_batch_stats = self.training or not self.track_running_stats
+        check_input_shape(x.shape, self.num_features, use_batch_stats,
+                          type(self).__name__, self.input_dims, self.input_layout)
+        if not use_batch_stats:
+            # Inference: normalize with the running averages; plain tensor ops, autograd differentiates.
+            # (x - mean) first: folding the mean into the shift would cancel when it dwarfs the spread.
+            scale = torch.rsqrt(self.running_var + self.eps)
+            out = (x - _per_channel(self.running_mean, x)) * _per_channel(scale, x)
+            return out * _per_channel(self.weight, x) + _per_channel(self.bias, x) if self.affine else out
+        out, mean, var = BatchNormFunction.apply(x, self.weight, self.bias, self.eps)
+        if self.training and self.track_running_stats:
+            self._update_running_stats(mean, var, x.numel() // x.shape[1])
+        return out
+
+    @torch.no_grad()
+    def _update_running_stats(self, mean, var, m):
+        """running <- (1 - momentum) running + momentum batch, with the UNBIASED m/(m-1) variance."""
+        self.num_batches_tracked.add_(1)
+        momentum = self.momentum
+        if momentum is None:  # cumulative average: the t-th batch gets weight 1/t
+            momentum = 1.0 / float(self.num_batches_tracked)
+        self.running_mean.copy_(ema_update(self.running_mean, mean, momentum))
+        self.running_var.copy_(ema_update(self.running_var, var * (m / (m - 1)), momentum))
+
+
+class BatchNorm1d(_BatchNorm):
+    """Batch norm over (N, C) or (N, C, L) inputs, per channel C (a drop-in for torch.nn.BatchNorm1d)."""
+
+    input_dims = (2, 3)
+    input_layout = "(N, C) or (N, C, L)"
+
+
+class BatchNorm2d(_BatchNorm):
+    """Batch norm over (N, C, H, W) images, per channel C (a drop-in for torch.nn.BatchNorm2d)."""
+
+    input_dims = (4,)
+    input_layout = "(N, C, H, W)"

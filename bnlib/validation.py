@@ -1,0 +1,88 @@
+"""Argument checks shared by the numpy and the torch batch norm, so both speak with one voice.
+
+Each check raises a ``TypeError`` (wrong kind of value) or ``ValueError`` (right kind, wrong value)
+whose message names the problem and says how to fix it, instead of letting a bad argument turn into
+NaNs or a traceback deep inside numpy or torch.
+"""
+
+import math
+import numbers
+
+SINGLE_VALUE = "Expected more than 1 value per channel when training"
+
+
+def _is_real(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def check_num_features(num_features):
+    """``num_features`` is C, the number of channels: an int of at least 1."""
+    if isinstance(num_features, bool) or not isinstance(num_features, numbers.Integral):
+        raise TypeError(f"num_features must be an int, the number of channels C of an input of shape "
+                        f"(N, C, ...); got {num_features!r}")
+    if num_features < 1:
+        raise ValueError(f"num_features must be at least 1: it is the number of channels C of an input "
+                         f"of shape (N, C, ...); got {num_features}")
+    return int(num_features)
+
+
+def check_eps(eps):
+    """``eps`` keeps ``1 / sqrt(var + eps)`` finite when a channel is constant: a small positive number."""
+    if not _is_real(eps):
+        raise TypeError(f"eps must be a float, a small positive number added to the variance "
+                        f"(default 1e-5); got {eps!r}")
+    if not 0 < eps < math.inf:
+        raise ValueError(f"eps must be a small positive number added to the variance (default 1e-5), "
+                         f"so that 1 / sqrt(var + eps) stays finite; got {eps}")
+    return float(eps)
+
+
+def check_momentum(momentum, allow_none=True):
+    """``momentum`` is the weight of the new batch in the running average: a float in [0, 1]."""
+    if momentum is None and allow_none:
+        return None
+    hint = ("momentum is the weight of the new batch in running = (1 - momentum) * running + "
+            "momentum * batch (PyTorch convention, default 0.1); a Keras/TensorFlow decay of 0.99 is "
+            "momentum 0.01, see keras_to_torch_momentum")
+    if allow_none:
+        hint += "; None means a cumulative average"
+    if not _is_real(momentum):
+        raise TypeError(f"momentum must be a float in [0, 1]{' or None' if allow_none else ''}; "
+                        f"got {momentum!r}. {hint}")
+    if not 0 <= momentum <= 1:
+        raise ValueError(f"momentum must lie in [0, 1]; got {momentum}. {hint}")
+    return float(momentum)
+
+
+def check_input_shape(shape, num_features=None, training=True, layer=None, ndims=None, layout=None):
+    """An input of shape (N, C, *spatial) with the expected channels and, in training, >1 value each.
+
+    ``layer``, ``ndims`` and ``layout`` describe what a specific layer accepts, e.g. ``"BatchNorm2d"``,
+    ``(4,)`` and ``"(N, C, H, W)"``.
+    """
+    shape = tuple(shape)
+    if ndims is not None and len(shape) not in ndims:
+        wanted = " or ".join(f"{n}D" for n in ndims)
+        raise ValueError(f"{layer} expects a {wanted} input {layout}, got a {len(shape)}D input of "
+                         f"shape {shape}. Use BatchNorm1d for (N, C) or (N, C, L) inputs and BatchNorm2d "
+                         f"for (N, C, H, W) images, or reshape the input.")
+    if len(shape) < 2:
+        raise ValueError(f"batch norm needs an input of shape (N, C) or (N, C, *spatial): the batch on "
+                         f"axis 0, the channels on axis 1; got shape {shape}. For a single feature, "
+                         f"reshape to (N, 1).")
+    if num_features is not None and shape[1] != num_features:
+        raise ValueError(f"expected {num_features} channels on axis 1 (num_features), got an input of "
+                         f"shape {shape} with {shape[1]}. Make num_features match the input, or move "
+                         f"the channels to axis 1 (channels-last data needs a permute).")
+    values_per_channel = math.prod(shape) // shape[1] if shape[1] else 0
+    if training and values_per_channel <= 1:
+        raise ValueError(f"{SINGLE_VALUE}, got input size {shape}: the variance of a single value is 0, "
+                         f"so the batch statistics carry no information. Train on batches of at least 2, "
+                         f"or switch to evaluation mode (running statistics) to process one sample.")
+
+
+def check_channel_vector(shape, name, num_channels):
+    """gamma and beta hold one value per channel: shape (C,)."""
+    if tuple(shape) != (num_channels,):
+        raise ValueError(f"{name} must have shape ({num_channels},), one value per channel of x "
+                         f"(axis 1); got shape {tuple(shape)}")
