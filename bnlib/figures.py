@@ -14,7 +14,9 @@ import numpy as np
 
 from .data import project_root
 
-FIGURE_MODULES = []
+FIGURE_MODULES = [
+    "bnlib.ema",
+]
 
 
 def all_figures():

@@ -7,3 +7,6 @@ A wrong answer gets a hint that points at the mistake rather than the solution.
 def report(correct, praise, hint):
     print(("Correct. " + praise) if correct else ("Not yet. " + hint))
     return bool(correct)
+
+
+from .ch05 import check_effective_window, check_keras_conversion, check_running_mean_after_steps, check_running_var_after_one_step

@@ -52,3 +52,6 @@ class Explorer(widgets.VBox):
             self.error = err
             self.readout.value = f"<pre>{html.escape(traceback.format_exc())}</pre>"
             self.readout.add_class("bn-error")
+
+
+from .ema import ema_explorer

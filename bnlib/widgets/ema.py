@@ -1,0 +1,68 @@
+"""Explorer: the running mean (an EMA) tracking a noisy batch statistic that drifts as the weights train.
+
+A large momentum follows every batch (noisy, little lag); a small one averages the noise away but
+trails the drift by (1 - m)/m steps and takes about 1/m steps to forget its start at 0. The checkbox
+makes the classic porting mistake: the Keras/TensorFlow value 1 - m passed as PyTorch's momentum.
+"""
+
+import math
+
+import ipywidgets as widgets
+import numpy as np
+from matplotlib.figure import Figure
+
+from ..ema import effective_window, initial_weight, track
+from . import Explorer
+
+
+def ema_readout(result, momentum, steps):
+    """One line: the momentum used, its window, the lag (measured and (1 - m)/m) and the error."""
+    parts = [f"momentum used {momentum:.3g} (Keras/TF decay {1 - momentum:.3g})",
+             f"window ~ {effective_window(momentum):.3g} steps"]
+    if math.isnan(result["rms"]):
+        parts.append(f"never settles: the start value 0 still weighs {initial_weight(momentum, steps):.0%} "
+                     f"after {steps} steps")
+        return "; ".join(parts)
+    if not math.isnan(result["lag"]):
+        parts.append(f"lag {result['lag']:.1f} steps measured, (1 - m)/m = {result['lag_theory']:.1f}")
+    parts.append(f"RMS error {result['rms']:.3f} (a single batch: {result['rms_batch']:.3f}) "
+                 f"from step {result['settled']}")
+    return "; ".join(parts)
+
+
+def ema_explorer(steps=400, seed=0):
+    """Sliders for the momentum (log scale, 0.001 to 1), the drift and the batch noise; a Keras-mistake toggle."""
+    figure = Figure(figsize=(9, 3.6), layout="constrained")
+    ax = figure.subplots()
+    time = np.arange(steps)
+    batch_dots, = ax.plot(time, np.zeros(steps), "o", color="0.65", markersize=2.5, label="batch statistic")
+    true_line, = ax.plot(time, np.zeros(steps), color="black", label="population statistic")
+    ema_line, = ax.plot(time, np.zeros(steps), color="C1", linewidth=2, label="running value (EMA from 0)")
+    settled_line = ax.axvline(0, color="C1", linestyle=":", label="start forgotten (< 0.1% left)")
+    ax.set(xlabel="training step", ylabel="statistic")
+    ax.legend(fontsize=8, loc="upper left")
+
+    def draw(momentum, drift, noise, keras_mistake):
+        used = 1 - min(momentum, 1.0) if keras_mistake else min(momentum, 1.0)
+        result = track(used, steps=steps, drift=drift, noise=noise, seed=seed)
+        batch_dots.set_ydata(result["batch"])
+        true_line.set_ydata(result["true"])
+        ema_line.set_ydata(result["ema"])
+        settled_line.set_xdata([result["settled"]] * 2)
+        settled_line.set_visible(result["settled"] < steps)
+        low = min(result["batch"].min(), 0.0)
+        high = max(result["batch"].max(), result["true"].max())
+        ax.set_ylim(low - 0.1, high + 0.25 * (high - low) + 0.1)
+        mistake = " (Keras value 1 - m passed by mistake)" if keras_mistake else ""
+        ax.set_title(f"PyTorch momentum {used:.3g}{mistake}")
+        return figure, ema_readout(result, used, steps)
+
+    controls = {
+        "momentum": widgets.FloatLogSlider(value=0.1, base=10, min=-3, max=0, step=0.05, description="momentum",
+                                           readout_format=".3g"),
+        "drift": widgets.FloatSlider(value=0.01, min=0.0, max=0.05, step=0.0025, description="drift / step",
+                                     readout_format=".4f"),
+        "noise": widgets.FloatSlider(value=0.3, min=0.0, max=1.0, step=0.05, description="batch noise"),
+        "keras_mistake": widgets.Checkbox(value=False, description="pass 1 - momentum (Keras value)"),
+    }
+    return Explorer(controls, draw)
