@@ -15,6 +15,9 @@ import numpy as np
 from .data import project_root
 
 FIGURE_MODULES = [
+    "bnlib.step_by_step",
+    "bnlib.reparameterization",
+    "bnlib.placement",
     "bnlib.ema",
 ]
 

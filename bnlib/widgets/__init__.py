@@ -55,3 +55,4 @@ class Explorer(widgets.VBox):
 
 
 from .ema import ema_explorer
+from .gamma_beta import gamma_beta_explorer
