@@ -19,6 +19,7 @@ FIGURE_MODULES = [
     "bnlib.reparameterization",
     "bnlib.placement",
     "bnlib.ema",
+    "bnlib.input_normalization",
 ]
 
 

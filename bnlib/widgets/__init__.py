@@ -56,3 +56,4 @@ class Explorer(widgets.VBox):
 
 from .ema import ema_explorer
 from .gamma_beta import gamma_beta_explorer
+from .learning_rate import learning_rate_explorer

@@ -1,0 +1,71 @@
+"""Exercises of notebook 01 (input normalization). The data are ``input_normalization.two_scale_data()``."""
+
+import numpy as np
+
+from .. import input_normalization as inorm
+from . import report
+
+
+def _as_array(answer, shape):
+    """``answer`` as a float array of ``shape``, or None when it is not one."""
+    try:
+        value = np.asarray(answer, dtype=float)
+    except (TypeError, ValueError):
+        return None
+    return value if value.shape == shape and np.all(np.isfinite(value)) else None
+
+
+def _as_number(answer):
+    value = _as_array(answer, ())
+    return None if value is None or isinstance(answer, bool) else float(value)
+
+
+def check_standardized(answer):
+    """Z = (X - mean) / std, per column (axis 0), with the population std (ddof=0)."""
+    X, _ = inorm.two_scale_data()
+    expected = inorm.standardize(X)[0]
+    value = _as_array(answer, X.shape)
+    if value is not None and np.allclose(value, expected, rtol=1e-9, atol=1e-9):
+        return report(True, "Each column now has mean 0 and standard deviation 1.", "")
+    if value is None:
+        hint = f"the answer should be an array of shape {X.shape}, like X, with finite numbers."
+    elif np.allclose(value, (X - X.mean()) / X.std()):
+        hint = "you used one mean and one std for the whole array; take them per column (axis=0)."
+    elif np.allclose(value, (X - X.mean(axis=1, keepdims=True)) / X.std(axis=1, keepdims=True)):
+        hint = "you took the statistics per row (per example); standardization is per column (per feature)."
+    elif np.allclose(value, (X - X.mean(axis=0)) / X.std(axis=0, ddof=1)):
+        hint = "close: you divided by the sample std (ddof=1); use the population std, X.std(axis=0)."
+    else:
+        hint = "check the column means of your answer (should be 0) and its column stds (should be 1)."
+    return report(False, "", hint)
+
+
+def check_max_stable_lr(answer):
+    """The largest stable learning rate on the RAW features: 2 / lambda_max of H = X^T X / N."""
+    X, _ = inorm.two_scale_data()
+    expected, value = inorm.max_stable_lr(X), _as_number(answer)
+    if value is not None and np.isclose(value, expected, rtol=1e-6, atol=0):
+        return report(True, f"2 / lambda_max = {expected:.4g}: a rate that works on standardized data "
+                            "(around 1) is about a billion times too large here.", "")
+    lambda_max = inorm.eigenvalues(X)[-1]
+    if value is not None and np.isclose(value, 1 / lambda_max, rtol=1e-6, atol=0):
+        hint = "that is 1 / lambda_max, the rate that kills the steepest direction in one step; the limit is twice it."
+    elif value is not None and np.isclose(value, 2 / lambda_max * len(X), rtol=1e-6, atol=0):
+        hint = "did you forget the 1/N in H = X^T X / N?"
+    else:
+        hint = "build H = X.T @ X / len(X), take its largest eigenvalue (np.linalg.eigvalsh), then 2 / it."
+    return report(False, "", hint)
+
+
+def check_scaled_only_condition_number(answer):
+    """kappa of H when each column is divided by its std but NOT centered."""
+    X, _ = inorm.two_scale_data()
+    expected, value = inorm.condition_number(X / X.std(axis=0)), _as_number(answer)
+    if value is not None and np.isclose(value, expected, rtol=1e-4, atol=0):
+        return report(True, f"kappa = {expected:.3g}: far better than ~1e9, but not the ~1 of full standardization. "
+                            "The column means make H's off-diagonal large: centering matters too.", "")
+    if value is not None and np.isclose(value, inorm.condition_number(inorm.standardize(X)[0]), rtol=1e-4):
+        hint = "that is kappa after centering as well; divide X by X.std(axis=0) without subtracting the mean."
+    else:
+        hint = "compute S = X / X.std(axis=0), H = S.T @ S / len(S), and lambda_max / lambda_min of H."
+    return report(False, "", hint)
