@@ -13,6 +13,7 @@ from typing import NamedTuple, Optional
 
 import torch
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from .running_stats import ema_update
 from .validation import check_eps, check_input_shape, check_momentum, check_num_features
@@ -39,13 +40,17 @@ def _per_channel(vector, like):
 def bn_forward_tensor(x, weight, bias, eps):
     """Training-mode batch norm of ``x`` (N, C, *spatial): ``(out, saved)``; weight and bias may be None.
 
-    Per channel: mu and the biased var in one pass (``torch.var_mean``, numerically stable),
-    out = (x - mu) * (gamma / sqrt(var + eps)) + beta. Centering before scaling keeps float32 accurate
-    when the mean dwarfs the spread; folding mu into the shift would cancel catastrophically.
+    Per channel, in two passes: mu = mean(x), then var = mean((x - mu)^2) as a squared norm of the
+    centered values (no E[x^2] - E[x]^2 cancellation). out = (x - mu) * (gamma / sqrt(var + eps)) + beta:
+    centering before scaling keeps float32 accurate when the mean dwarfs the spread; folding mu into
+    the shift instead would cancel catastrophically.
     """
-    var, mean = torch.var_mean(x, dim=_reduce_dims(x), correction=0, keepdim=True)
-    inv_std = torch.rsqrt(var + eps)                                    # (var + eps)^(-1/2)
+    dims = _reduce_dims(x)
+    m = x.numel() // x.shape[1]                                         # values per channel
+    mean = x.mean(dims, keepdim=True)                                   # mu = 1/m sum x_i
     x_centered = x - mean                                               # x - mu
+    var = torch.linalg.vector_norm(x_centered, dim=dims, keepdim=True).square_().div_(m)  # 1/m sum (x - mu)^2
+    inv_std = (var + eps).rsqrt_()                                      # (var + eps)^(-1/2)
     scale = inv_std if weight is None else inv_std * _per_channel(weight, x)  # gamma inv_std
     if bias is None:
         out = x_centered * scale
@@ -60,15 +65,17 @@ def bn_backward_tensor(dout, saved):
     With x_hat = (x - mu) inv_std and m values per channel:
     dbeta = sum dy, dgamma = sum dy x_hat, dx = gamma inv_std (dy - dbeta/m - x_hat dgamma/m).
     Written as dx = k dy - k dbeta/m - (k inv_std^2 sum dy (x - mu) / m) (x - mu), k = gamma inv_std,
-    it takes two fused passes over memory after the two reductions. ``dgamma`` is None without weight.
+    it takes two fused passes over memory after the reductions, and one new full-size tensor (the
+    product dy (x - mu) is formed in the buffer that then receives dx). ``dgamma`` is None without weight.
     """
     x_centered, inv_std, weight = saved.x_centered, saved.inv_std, saved.weight
     dims = _reduce_dims(dout)
     m = dout.numel() // dout.shape[1]                                   # values per channel
     dbeta = dout.sum(dims)                                              # sum_i dy_i
-    centered_dot = (dout * x_centered).sum(dims)                        # sum_i dy_i (x_i - mu)
+    dx = torch.mul(dout, x_centered)                                    # scratch: dy_i (x_i - mu)
+    centered_dot = dx.sum(dims)                                         # sum_i dy_i (x_i - mu)
     k = inv_std if weight is None else inv_std * _per_channel(weight, dout)  # gamma inv_std
-    dx = torch.addcmul(_per_channel(dbeta, dout) * (-k / m), dout, k)  # k (dy - dbeta/m)
+    torch.addcmul(_per_channel(dbeta, dout) * (-k / m), dout, k, out=dx)  # k (dy - dbeta/m)
     dx.addcmul_(x_centered, _per_channel(centered_dot, dout) * (-k * inv_std.square() / m))  # - k x_hat dgamma/m
     dgamma = None if weight is None else centered_dot * inv_std.view(-1)  # sum_i dy_i x_hat_i
     return dx, dgamma, dbeta
@@ -86,6 +93,7 @@ class BatchNormFunction(torch.autograd.Function):
         return out, saved.mean, saved.var
 
     @staticmethod
+    @once_differentiable  # the backward is not itself differentiated: double backward raises clearly
     def backward(ctx, dout, _dmean, _dvar):
         x_centered, inv_std, weight = ctx.saved_tensors
         saved = Saved(x_centered, inv_std, weight, None, None)
@@ -109,7 +117,7 @@ class _BatchNorm(nn.Module):
     input_layout = ""
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True,
-                 device=None, dtype=None):
+                 device=None, dtype=None, *, bias=True):
         super().__init__()
         factory = {"device": device, "dtype": dtype}
         self.num_features = check_num_features(num_features)
@@ -119,7 +127,10 @@ class _BatchNorm(nn.Module):
         self.track_running_stats = track_running_stats
         if affine:
             self.weight = nn.Parameter(torch.empty(num_features, **factory))   # gamma
-            self.bias = nn.Parameter(torch.empty(num_features, **factory))     # beta
+            if bias:
+                self.bias = nn.Parameter(torch.empty(num_features, **factory))  # beta
+            else:  # scale only (torch's bias=False), e.g. when a bias follows anyway
+                self.register_parameter("bias", None)
         else:
             self.register_parameter("weight", None)
             self.register_parameter("bias", None)
@@ -143,11 +154,12 @@ class _BatchNorm(nn.Module):
         self.reset_running_stats()
         if self.affine:
             nn.init.ones_(self.weight)
-            nn.init.zeros_(self.bias)
+            if self.bias is not None:
+                nn.init.zeros_(self.bias)
 
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
-                f"track_running_stats={self.track_running_stats}")
+                f"bias={self.bias is not None}, track_running_stats={self.track_running_stats}")
 
     def forward(self, x):
         use_batch_stats = self.training or not self.track_running_stats
@@ -157,8 +169,10 @@ class _BatchNorm(nn.Module):
             # Inference: normalize with the running averages; plain tensor ops, autograd differentiates.
             # (x - mean) first: folding the mean into the shift would cancel when it dwarfs the spread.
             scale = torch.rsqrt(self.running_var + self.eps)
+            if self.weight is not None:
+                scale = scale * self.weight
             out = (x - _per_channel(self.running_mean, x)) * _per_channel(scale, x)
-            return out * _per_channel(self.weight, x) + _per_channel(self.bias, x) if self.affine else out
+            return out if self.bias is None else out + _per_channel(self.bias, x)
         out, mean, var = BatchNormFunction.apply(x, self.weight, self.bias, self.eps)
         if self.training and self.track_running_stats:
             self._update_running_stats(mean, var, x.numel() // x.shape[1])

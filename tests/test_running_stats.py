@@ -1,0 +1,104 @@
+"""Running statistics: the update rule against torch's buffers, the Keras conversion, the vectorised
+replay against a plain loop, and the paper's population statistics against the whole data."""
+
+import numpy as np
+import pytest
+import torch
+
+from bnlib import BatchNorm1d, ema_update, keras_to_torch_momentum, population_statistics, replay_ema
+
+
+@pytest.mark.parametrize("momentum", [0.1, 0.0, 1.0, 0.7])
+def test_ema_update_is_what_torch_does_to_its_buffers(momentum):
+    torch.manual_seed(0)
+    layer = torch.nn.BatchNorm1d(3, momentum=momentum, dtype=torch.float64)
+    running_mean, running_var = layer.running_mean.clone(), layer.running_var.clone()
+    for n in (4, 10, 7):
+        x = torch.randn(n, 3, dtype=torch.float64) * 2 + 1
+        layer(x)
+        running_mean = ema_update(running_mean, x.mean(0), momentum)
+        running_var = ema_update(running_var, x.var(0, unbiased=True), momentum)
+        torch.testing.assert_close(layer.running_mean, running_mean, rtol=0, atol=1e-14)
+        torch.testing.assert_close(layer.running_var, running_var, rtol=0, atol=1e-14)
+
+
+def test_ema_update_works_on_floats_and_arrays_alike():
+    assert ema_update(2.0, 4.0, 0.25) == pytest.approx(0.75 * 2.0 + 0.25 * 4.0)
+    np.testing.assert_allclose(ema_update(np.array([2.0, 0.0]), np.array([4.0, 1.0]), 0.25), [2.5, 0.25])
+
+
+def test_keras_decay_is_torch_momentum_one_minus_decay():
+    rng = np.random.default_rng(1)
+    batches, decay = rng.normal(size=(20, 3)), 0.99
+    keras_moving = np.zeros(3)
+    for b in batches:
+        keras_moving = decay * keras_moving + (1 - decay) * b  # Keras / TensorFlow's rule
+    torch_momentum = keras_to_torch_momentum(decay)
+    assert torch_momentum == pytest.approx(0.01)
+    np.testing.assert_allclose(replay_ema(batches, torch_momentum, 0.0)[-1], keras_moving, rtol=1e-12)
+    # The bug this helper prevents: passing Keras' 0.99 to torch weights the NEW batch by 0.99.
+    assert not np.allclose(replay_ema(batches, decay, 0.0)[-1], keras_moving, atol=1e-2)
+
+
+@pytest.mark.parametrize("momentum", [0.1, 0.0, 1.0, 0.5, 1e-3])
+@pytest.mark.parametrize("shape, initial", [((40,), 1.0), ((25, 3, 2), 0.0), ((30, 4), np.arange(4.0))])
+def test_replay_ema_equals_a_loop_of_ema_update(momentum, shape, initial):
+    values = np.random.default_rng(2).normal(size=shape) * 3 + 1
+    running, expected = np.broadcast_to(initial, shape[1:]).astype(float), []
+    for value in values:
+        running = ema_update(running, value, momentum)
+        expected.append(running)
+    np.testing.assert_allclose(replay_ema(values, momentum, initial), np.array(expected), rtol=1e-12, atol=1e-12)
+
+
+def test_replay_ema_with_momentum_none_matches_torch_cumulative_average():
+    torch.manual_seed(3)
+    layer = BatchNorm1d(2, momentum=None, affine=False, dtype=torch.float64)
+    batches = [torch.randn(n, 2, dtype=torch.float64) * 2 - 1 for n in (3, 8, 5, 6)]
+    trajectory = []
+    for x in batches:
+        layer(x)
+        trajectory.append(layer.running_mean.clone().numpy())
+    batch_means = np.stack([x.mean(0).numpy() for x in batches])
+    np.testing.assert_allclose(replay_ema(batch_means, None, 0.0), np.array(trajectory), rtol=1e-12)
+
+
+def test_replay_ema_handles_a_long_history_of_many_units():
+    """50,000 steps of 300 units (a long training run): the last steps still equal the loop's."""
+    values = np.random.default_rng(4).normal(size=(50_000, 300)).astype(np.float32)
+    running = replay_ema(values, 0.1, 0.0)
+    assert running.shape == values.shape and running.dtype == np.float32
+    state = running[-11].astype(np.float64)
+    for t in range(-10, 0):
+        state = ema_update(state, values[t].astype(np.float64), 0.1)
+        np.testing.assert_allclose(running[t], state, rtol=1e-5, atol=1e-6)
+
+
+def test_replay_ema_refuses_bad_arguments():
+    with pytest.raises(ValueError, match=r"momentum must lie in \[0, 1\]"):
+        replay_ema(np.ones(3), 1.5, 0.0)
+    with pytest.raises(ValueError, match="batch_values must have shape"):
+        replay_ema(np.ones(0), 0.1, 0.0)
+    with pytest.raises(ValueError, match=r"momentum must lie in \[0, 1\]"):
+        keras_to_torch_momentum(99)
+
+
+def test_population_statistics_recover_the_whole_data():
+    """Equal batches: E[x] is exactly the data mean, and m/(m-1) E[var_B] is the average unbiased batch
+    variance; both estimate the data's statistics, and without the m/(m-1) factor the variance is low."""
+    rng = np.random.default_rng(5)
+    m, batches = 4, 20_000
+    data = rng.normal(3.0, 2.0, size=(batches, m, 3))
+    means, variances = population_statistics(data.mean(axis=1), data.var(axis=1), m)
+    np.testing.assert_allclose(means, data.reshape(-1, 3).mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(variances, data.var(axis=1, ddof=1).mean(axis=0), rtol=1e-12)
+    whole = data.reshape(-1, 3).var(axis=0, ddof=1)
+    np.testing.assert_allclose(variances, whole, rtol=0.03)
+    assert np.all(np.abs(data.var(axis=1).mean(axis=0) / whole - (m - 1) / m) < 0.03)
+
+
+def test_population_statistics_refuse_bad_arguments():
+    with pytest.raises(ValueError, match="batch_size must be an int of at least 2"):
+        population_statistics(np.zeros((3, 2)), np.ones((3, 2)), 1)
+    with pytest.raises(ValueError, match="must both have shape"):
+        population_statistics(np.zeros((3, 2)), np.ones((3, 3)), 8)
