@@ -41,5 +41,7 @@ def test_sigmoid_prefers_bn_after_and_relu_barely_cares(results):
     (sig_before, sig_before_std), (sig_after, sig_after_std) = summary["sigmoid", "before"], summary["sigmoid", "after"]
     assert sig_after - sig_before > 0.015
     assert sig_after - sig_before > 3 * max(sig_before_std, sig_after_std)
+    sigmoid_loss = {p: results[f"sigmoid/{p}/train_loss"][:, -100:].mean() for p in ("before", "after")}
+    assert sigmoid_loss["after"] < 0.8 * sigmoid_loss["before"]
     relu_gap = summary["relu", "before"][0] - summary["relu", "after"][0]
-    assert abs(relu_gap) < 0.01
+    assert 0 < relu_gap < 0.01

@@ -47,7 +47,7 @@ def test_bias_before_bn_has_zero_gradient_and_no_effect():
     assert result["output_change_without_bias"] < 1e-13
 
 
-@pytest.mark.parametrize("a", [0.5, 2.0, 10.0, 1000.0])
+@pytest.mark.parametrize("a", [0.5, 2.0, 10.0, 100.0, 1000.0])
 def test_gradient_at_aw_is_one_over_a_times_the_gradient_at_w(a):
     result = scale_invariance(a)
     assert result["output_change"] < 1e-5

@@ -46,6 +46,8 @@ def check_identity_parameters(answer):
     pair, problem = _pair(answer, "gamma, beta")
     if problem:
         return report(False, "", problem)
+    if any(part is None for part in pair):
+        return report(False, "", "fill in both gamma and beta")
     x = identity_batch()
     try:
         gamma, beta = (np.asarray(part, dtype=np.float64) for part in pair)
