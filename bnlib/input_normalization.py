@@ -230,7 +230,8 @@ def stable_learning_rate(steps=100, ratios=np.logspace(-1, np.log10(3), 41)):
         best = loss(optimum(X, y), X, y)
         final = np.array([gradient_descent(X, y, ratio * lr_max, steps, blow_up=np.inf)[1][-1] - best
                           for ratio in ratios]) / (loss(start(X, y), X, y) - best)
-        ax.loglog(ratios, np.maximum(final, ROUNDING_FLOOR), marker=".", label=f"{NAMES[normalize]} (lr_max = {lr_max:.3g})")
+        ax.loglog(ratios, np.maximum(final, ROUNDING_FLOOR), marker=".",
+                  label=f"{NAMES[normalize]} (lr_max = {lr_max:.3g})")
         data["standardized" if normalize else "raw"] = {"lr_max": lr_max, "gap_ratio": final}
     ax.axvline(1.0, color="0.5", linestyle="--", label="lr = 2/$\\lambda_{max}$")
     ax.axhline(1.0, color="0.8", linewidth=0.8)
