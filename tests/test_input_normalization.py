@@ -136,12 +136,11 @@ def test_explorer_updates_at_its_extremes(normalize):
     explorer = learning_rate_explorer()
     slider = explorer.controls["lr"]
     explorer.controls["normalize"].value = normalize
-    for value in (slider.min, slider.max):
-        slider.value = 10.0 ** value
-        assert explorer.error is None, explorer.readout.value
-        assert "diverged" in explorer.readout.value if value == slider.max else True
-    slider.value = 1e-12  # below the slider's range: clamped, still draws
-    assert explorer.error is None
+    slider.value = 10.0 ** slider.max
+    assert explorer.error is None, explorer.readout.value
+    assert "diverged" in explorer.readout.value
+    slider.value = 10.0 ** slider.min
+    assert explorer.error is None, explorer.readout.value
     assert "not converged" in explorer.readout.value
 
 
