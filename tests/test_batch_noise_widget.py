@@ -1,0 +1,27 @@
+"""The batch-noise explorer of notebook 07."""
+
+import numpy as np
+import pytest
+
+from bnlib.small_batches import NOISE_BATCH_SIZES, unit_activations
+from bnlib.widgets import batch_noise_explorer
+from bnlib.widgets.batch_noise import batch_noise_summary
+
+
+@pytest.mark.parametrize("batch_size", [NOISE_BATCH_SIZES[0], NOISE_BATCH_SIZES[-1]])
+@pytest.mark.parametrize("unit", [0, 99])
+def test_explorer_updates_at_its_extremes(batch_size, unit):
+    explorer = batch_noise_explorer()
+    explorer.controls["unit"].value = unit
+    explorer.controls["batch_size"].value = batch_size
+    assert explorer.error is None, explorer.readout.value
+    assert f"batch {batch_size}, unit {unit}" in explorer.readout.value
+    assert explorer.image.value[:4] == b"\x89PNG"
+
+
+def test_summary_shows_the_noise_shrinking_with_the_batch():
+    values = unit_activations()[:, 3].astype(np.float64)
+    small, large = (batch_noise_summary(values, 0.5, m) for m in (2, 256))
+    assert small["means"].std() > 8 * large["means"].std()
+    assert np.mean(np.abs(small["normalized"]) > 0.99) > 0.95 and np.all(np.abs(small["normalized"]) <= 1)
+    assert large["normalized"].std() < 0.2

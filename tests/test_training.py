@@ -1,0 +1,89 @@
+"""The shared training loop of chapter 7 and the network it trains."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import bnlib
+from bnlib.training import (NORMS, accuracy, chapter_mlp, consecutive_batches, mnist, random_batches,
+                            train_mlp)
+
+
+@pytest.mark.parametrize("norm, layer_type", [("batch", bnlib.BatchNorm1d), ("layer", nn.LayerNorm),
+                                              ("group", nn.GroupNorm)])
+def test_chapter_mlp_is_the_paper_network_with_relu_and_the_chosen_norm(norm, layer_type):
+    model = chapter_mlp(norm)
+    assert [type(layer) for layer in model] == [nn.Linear, layer_type, nn.ReLU] * 3 + [nn.Linear]
+    assert [layer.out_features for layer in model if isinstance(layer, nn.Linear)] == [100, 100, 100, 10]
+    assert all(layer.bias is None for layer in list(model)[:-1] if isinstance(layer, nn.Linear))
+    assert model[0].weight.std().item() == pytest.approx(0.05, rel=0.02)
+
+
+def test_chapter_mlp_without_norm_keeps_the_biases_and_is_reproducible():
+    model = chapter_mlp("none", seed=3)
+    assert [type(layer) for layer in model] == [nn.Linear, nn.ReLU] * 3 + [nn.Linear]
+    assert model[0].bias is not None
+    assert torch.equal(model[0].weight, chapter_mlp("none", seed=3)[0].weight)
+    assert not torch.equal(model[0].weight, chapter_mlp("none", seed=4)[0].weight)
+    assert set(NORMS) == {"none", "batch", "layer", "group"}
+
+
+def test_bad_norm_and_batch_size_and_lr_are_refused():
+    with pytest.raises(ValueError, match="norm must be one of"):
+        chapter_mlp("instance")
+    with pytest.raises(ValueError, match="at least 2"):
+        random_batches(100, 1, 5)
+    with pytest.raises(ValueError, match="lr must be positive"):
+        train_mlp(chapter_mlp(), torch.zeros(4, 784), torch.zeros(4, dtype=torch.int64), [], 0.0)
+
+
+def test_training_lowers_the_loss_and_is_deterministic():
+    images, labels = mnist(train=True)
+    batches = random_batches(len(labels), 32, 200, seed=5)
+    runs = [train_mlp(chapter_mlp("batch", seed=1), images, labels, batches, 0.1) for _ in range(2)]
+    np.testing.assert_array_equal(runs[0], runs[1])
+    assert runs[0][-40:].mean() < 0.5 * runs[0][:10].mean()
+
+
+def test_a_step_with_two_forward_passes_uses_the_mean_of_their_losses_with_separate_statistics():
+    images, labels = mnist(train=True)
+    first, second = torch.arange(0, 8), torch.arange(8, 16)
+    model = chapter_mlp("batch", seed=2)
+    expected = 0.5 * sum(nn.functional.cross_entropy(chapter_mlp("batch", seed=2)(images[g]), labels[g]).item()
+                         for g in (first, second))
+    losses = train_mlp(model, images, labels, [[first, second]], 0.1)
+    assert losses[0] == pytest.approx(expected, rel=1e-6)
+    joint = nn.functional.cross_entropy(chapter_mlp("batch", seed=2)(images[:16]), labels[:16]).item()
+    assert abs(losses[0] - joint) > 1e-4  # one batch of 16 is normalized differently
+
+
+def test_checkpoints_are_called_after_that_many_updates():
+    images, labels = mnist(train=True)
+    model, seen = chapter_mlp("layer"), []
+    weights = []
+    train_mlp(model, images, labels, random_batches(len(labels), 8, 10), 0.1, checkpoints=(0, 4, 10),
+              on_checkpoint=lambda step: (seen.append(step), weights.append(model[0].weight.clone())))
+    assert seen == [0, 4, 10]
+    assert torch.equal(weights[0], chapter_mlp("layer")[0].weight)
+    assert not torch.equal(weights[1], weights[2])
+
+
+def test_accuracy_in_train_mode_uses_batch_statistics_and_leaves_the_running_ones_alone():
+    import copy
+
+    images, labels = mnist(train=False)
+    images, labels = images[:512], labels[:512]
+    model = chapter_mlp("batch")
+    train_mlp(model, *mnist(train=True), random_batches(60000, 32, 50), 0.1)
+    before = model[1].running_mean.clone()
+    batches = consecutive_batches(512, 4)
+    twin = copy.deepcopy(model).train()
+    with torch.no_grad():
+        by_hand = np.mean([(twin(images[b]).argmax(1) == labels[b]).float().mean().item() for b in batches])
+        eval_by_hand = (copy.deepcopy(model).eval()(images).argmax(1) == labels).float().mean().item()
+    assert accuracy(model, images, labels, batches) == pytest.approx(by_hand, abs=1e-9)
+    assert torch.equal(model[1].running_mean, before)
+    assert accuracy(model, images, labels) == pytest.approx(eval_by_hand, abs=1e-9)
+    assert model.training
+    assert [b.tolist() for b in consecutive_batches(10, 4)] == [[0, 1, 2, 3], [4, 5, 6, 7]]
