@@ -13,3 +13,4 @@ from .ch05 import check_effective_window, check_keras_conversion, check_running_
 from .ch03 import check_batch_norm_backward, check_batch_variance, check_dgamma_dbeta
 from .ch04 import check_gradient_ratio, check_identity_parameters, check_output_moments
 from .ch01 import check_max_stable_lr, check_scaled_only_condition_number, check_standardized
+from .ch07 import check_batch_of_two, check_batch_size_for_noise, check_group_means

@@ -57,3 +57,4 @@ class Explorer(widgets.VBox):
 from .ema import ema_explorer
 from .gamma_beta import gamma_beta_explorer
 from .learning_rate import learning_rate_explorer
+from .batch_noise import batch_noise_explorer
