@@ -18,6 +18,7 @@ def test_batch_variance(capsys):
     assert not exercises.check_batch_variance(lambda x: None)
     assert not exercises.check_batch_variance(lambda x: 1 / 0)
     assert not exercises.check_batch_variance(None)
+    assert not exercises.check_batch_variance(lambda x: "variance")
 
 
 def test_dgamma_dbeta(capsys):
@@ -29,6 +30,9 @@ def test_dgamma_dbeta(capsys):
     assert not exercises.check_dgamma_dbeta(((dout * x).sum(axis=0), dout.sum(axis=0)))
     assert not exercises.check_dgamma_dbeta(None)
     assert not exercises.check_dgamma_dbeta((None, None))
+    assert not exercises.check_dgamma_dbeta((np.ones(3), None))
+    assert not exercises.check_dgamma_dbeta(5)
+    assert not exercises.check_dgamma_dbeta(("a", "b"))
 
 
 def compact_backward(dout, cache):
@@ -68,3 +72,19 @@ def test_identity_parameters(capsys):
 def test_gradient_ratio(wrong):
     assert exercises.check_gradient_ratio(0.25)
     assert not exercises.check_gradient_ratio(wrong)
+
+
+@pytest.mark.parametrize("name", ["03_batch_norm_from_scratch", "04_gamma_and_beta"])
+def test_each_exercise_has_a_stub_a_check_and_a_hidden_solution(name):
+    import nbformat
+
+    from bnlib.data import project_root
+
+    cells = nbformat.read(project_root() / "notebooks" / f"{name}.ipynb", as_version=4).cells
+    solutions = [i for i, cell in enumerate(cells) if cell.cell_type == "code" and cell.source.startswith("# Solution")]
+    assert 2 <= len(solutions) <= 4
+    for i in solutions:
+        assert cells[i].metadata.get("jupyter", {}).get("source_hidden") is True
+        check = cells[i - 1].source
+        assert check.startswith("exercises.check_") and check.split("(")[0] in cells[i].source
+        assert "None" in cells[i - 2].source and "your" in cells[i - 2].source

@@ -24,7 +24,10 @@ def _call(fn, *args):
         return None, f"your function raised {type(err).__name__}: {err}"
     if value is None:
         return None, "your function returned None; finish it and return the array"
-    return np.asarray(value, dtype=np.float64), None
+    try:
+        return np.asarray(value, dtype=np.float64), None
+    except (TypeError, ValueError):
+        return None, f"your function must return an array of numbers, got {type(value).__name__}"
 
 
 def check_batch_variance(batch_variance):
@@ -48,12 +51,18 @@ def check_batch_variance(batch_variance):
 
 def check_dgamma_dbeta(answer):
     """``answer = (dgamma, dbeta)`` for ``exercise_batch()`` with its upstream gradient dout."""
-    x, gamma, beta, dout = exercise_batch()
-    _, dgamma, dbeta = batch_norm_backward(dout, batch_norm_forward(x, gamma, beta)[1])
     try:
-        mine = [np.asarray(part, dtype=np.float64) for part in answer]
+        parts = list(answer)
     except TypeError:
         return report(False, "", "answer must be a pair (dgamma, dbeta) of arrays of shape (3,)")
+    if any(part is None for part in parts):
+        return report(False, "", "fill in both dgamma and dbeta")
+    try:
+        mine = [np.asarray(part, dtype=np.float64) for part in parts]
+    except (TypeError, ValueError):
+        return report(False, "", "answer must be a pair (dgamma, dbeta) of arrays of shape (3,)")
+    x, gamma, beta, dout = exercise_batch()
+    _, dgamma, dbeta = batch_norm_backward(dout, batch_norm_forward(x, gamma, beta)[1])
     if len(mine) != 2 or any(part.shape != (3,) for part in mine):
         return report(False, "", "answer must be a pair (dgamma, dbeta), each with one value per feature")
     if np.allclose(mine[0], dbeta) and np.allclose(mine[1], dgamma):
