@@ -45,3 +45,14 @@ def test_sigmoid_prefers_bn_after_and_relu_barely_cares(results):
     assert sigmoid_loss["after"] < 0.8 * sigmoid_loss["before"]
     relu_gap = summary["relu", "before"][0] - summary["relu", "after"][0]
     assert abs(relu_gap) < 0.01
+
+
+def test_figure_plots_the_cached_results(results):
+    from bnlib.figures import all_figures
+    from bnlib.placement import placement_figure
+
+    assert {"bn_placement", "bn_scale_invariance", "bn_forward_stages", "bn_batch_dependence"} <= set(all_figures())
+    _, data = placement_figure()
+    accuracy = data["sigmoid/after/test_accuracy"]
+    assert len(data["eval_steps"]) == len(accuracy) and data["eval_steps"][-1] == data["config"]["steps"]
+    np.testing.assert_allclose(accuracy, results["sigmoid/after/test_accuracy"].mean(axis=0))
