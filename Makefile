@@ -13,7 +13,7 @@ test: setup-test data
 	$(PY) -m pytest
 
 lab: data
-	$(VENV)/bin/jupyter lab notebooks/01_input_normalization.ipynb
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir=. notebooks/01_input_normalization.ipynb
 
 app: data
 	$(VENV)/bin/voila notebooks/06_mnist_percentiles.ipynb
