@@ -90,23 +90,28 @@ def rms_error(true, tracked, start=0):
 
 
 def track(momentum, steps=400, drift=0.01, noise=0.3, start=2.0, seed=0):
-    """The EMA (from running_mean's 0) of a drifting signal, with its lag and error where settled.
+    """The EMA (from running_mean's 0) of a drifting noisy signal, with its lag and errors once settled.
 
+    The EMA is linear, so EMA(batch) = EMA(true) + EMA(noise): its error splits into a lag part,
+    EMA(true) - true, and a noise part, EMA(noise), whose RMS is noise sqrt(m / (2 - m)).
     Returns a dict: ``true``, ``batch``, ``ema`` (steps,), ``settled`` (first step where the start value
-    weighs < 0.1%), ``lag`` (measured over the settled steps, NaN if none or no drift), ``lag_theory``
-    ((1 - m)/m), ``rms`` (EMA vs true over the settled steps, NaN if none) and ``rms_batch`` (the
-    same for the raw batch statistic).
+    weighs < 0.1%), ``lag`` (steps, measured on EMA(true)), ``lag_theory`` ((1 - m)/m), and the RMS
+    errors ``rms`` (total), ``lag_error``, ``noise_error`` and ``rms_batch`` (of the raw batch statistic),
+    all over the settled steps; NaN where there are none (and ``lag`` without drift).
     """
     true, batch = drifting_signal(steps, drift, noise, start, seed)
-    ema = replay_ema(batch, momentum, 0.0)
+    ema, ema_of_true = replay_ema(batch, momentum, 0.0), replay_ema(true, momentum, 0.0)
     settled = settled_from(momentum, steps)
     has_settled = settled < steps
+    nan = math.nan
     return {
         "true": true, "batch": batch, "ema": ema, "settled": settled,
-        "lag": measured_lag(true, ema, drift, settled) if has_settled and drift != 0 else math.nan,
+        "lag": measured_lag(true, ema_of_true, drift, settled) if has_settled and drift != 0 else nan,
         "lag_theory": mean_age(momentum),
-        "rms": rms_error(true, ema, settled) if has_settled else math.nan,
-        "rms_batch": rms_error(true, batch, settled) if has_settled else math.nan,
+        "rms": rms_error(true, ema, settled) if has_settled else nan,
+        "lag_error": rms_error(true, ema_of_true, settled) if has_settled else nan,
+        "noise_error": rms_error(ema_of_true, ema, settled) if has_settled else nan,
+        "rms_batch": rms_error(true, batch, settled) if has_settled else nan,
     }
 
 

@@ -16,26 +16,25 @@ from . import Explorer
 
 
 def ema_readout(result, momentum, steps):
-    """One line: the momentum used, its window, the lag (measured and (1 - m)/m) and the error."""
+    """One line: the momentum used, its window and lag, and the error split into lag and noise."""
     parts = [f"momentum used {momentum:.3g} (Keras/TF decay {1 - momentum:.3g})",
-             f"window ~ {effective_window(momentum):.3g} steps"]
+             f"window ~ {effective_window(momentum):.3g} steps", f"lag (1 - m)/m = {result['lag_theory']:.3g} steps"]
     if math.isnan(result["rms"]):
         parts.append(f"never settles: the start value 0 still weighs {initial_weight(momentum, steps):.0%} "
                      f"after {steps} steps")
         return "; ".join(parts)
-    if not math.isnan(result["lag"]):
-        parts.append(f"lag {result['lag']:.1f} steps measured, (1 - m)/m = {result['lag_theory']:.1f}")
-    parts.append(f"RMS error {result['rms']:.3f} (a single batch: {result['rms_batch']:.3f}) "
-                 f"from step {result['settled']}")
+    parts.append(f"RMS error {result['rms']:.3f} = lag {result['lag_error']:.3f} (+) noise {result['noise_error']:.3f}"
+                 f" (a single batch: {result['rms_batch']:.3f}), from step {result['settled']}")
     return "; ".join(parts)
 
 
-def ema_explorer(steps=400, seed=0):
+def ema_explorer(steps=1000, seed=0):
     """Sliders for the momentum (log scale, 0.001 to 1), the drift and the batch noise; a Keras-mistake toggle."""
-    figure = Figure(figsize=(9, 3.6), layout="constrained")
+    figure = Figure(figsize=(9, 3.6))
     ax = figure.subplots()
+    figure.subplots_adjust(left=0.07, right=0.98, bottom=0.14, top=0.9)
     time = np.arange(steps)
-    batch_dots, = ax.plot(time, np.zeros(steps), "o", color="0.65", markersize=2.5, label="batch statistic")
+    batch_dots, = ax.plot(time, np.zeros(steps), "o", color="0.65", markersize=1.5, label="batch statistic")
     true_line, = ax.plot(time, np.zeros(steps), color="black", label="population statistic")
     ema_line, = ax.plot(time, np.zeros(steps), color="C1", linewidth=2, label="running value (EMA from 0)")
     settled_line = ax.axvline(0, color="C1", linestyle=":", label="start forgotten (< 0.1% left)")
@@ -60,8 +59,8 @@ def ema_explorer(steps=400, seed=0):
     controls = {
         "momentum": widgets.FloatLogSlider(value=0.1, base=10, min=-3, max=0, step=0.05, description="momentum",
                                            readout_format=".3g"),
-        "drift": widgets.FloatSlider(value=0.01, min=0.0, max=0.05, step=0.0025, description="drift / step",
-                                     readout_format=".4f"),
+        "drift": widgets.FloatSlider(value=0.003, min=0.0, max=0.02, step=0.001, description="drift / step",
+                                     readout_format=".3f"),
         "noise": widgets.FloatSlider(value=0.3, min=0.0, max=1.0, step=0.05, description="batch noise"),
         "keras_mistake": widgets.Checkbox(value=False, description="pass 1 - momentum (Keras value)"),
     }
