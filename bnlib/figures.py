@@ -20,6 +20,7 @@ FIGURE_MODULES = [
     "bnlib.placement",
     "bnlib.ema",
     "bnlib.input_normalization",
+    "bnlib.covariate_shift",
     "bnlib.inference",
     "bnlib.small_batches", "bnlib.batch_composition", "bnlib.landscape", "bnlib.norm_alternatives",
 ]

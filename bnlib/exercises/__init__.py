@@ -14,3 +14,4 @@ from .ch03 import check_batch_norm_backward, check_batch_variance, check_dgamma_
 from .ch04 import check_gradient_ratio, check_identity_parameters, check_output_moments
 from .ch01 import check_max_stable_lr, check_scaled_only_condition_number, check_standardized
 from .ch07 import check_batch_of_two, check_batch_size_for_noise, check_group_means
+from .ch02 import check_bias_after_steps, check_center_inside_gradient, check_median_shift
