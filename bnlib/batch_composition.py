@@ -161,11 +161,13 @@ def composition_figure():
     figure = Figure(figsize=(10, 3.8))
     left, right = figure.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2]})
     x = np.arange(len(names))
-    left.bar(x - 0.2, [100 * rows[n]["train_mode"] for n in names], 0.4, label="train mode (batches as in training)")
-    left.bar(x + 0.2, [100 * rows[n]["eval_mode"] for n in names], 0.4, label="eval mode (running statistics)")
-    left.set(xticks=x, ylabel="held-out accuracy (%)", title="Same network, two modes")
+    for offset, mode, label in ((-0.2, "train_mode", "train mode (batches as in training)"),
+                                (0.2, "eval_mode", "eval mode (running statistics)")):
+        bars = left.bar(x + offset, [100 * rows[n][mode] for n in names], 0.4, label=label)
+        left.bar_label(bars, fmt="%.0f", fontsize=8)
+    left.set(xticks=x, ylim=(0, 125), ylabel="held-out accuracy (%)", title="Same network, two modes")
     left.set_xticklabels(names, fontsize=8)
-    left.legend(fontsize=8, loc="lower left")
+    left.legend(fontsize=8, loc="upper left", ncol=2)
     right.bar(x, [rows[n]["gap"] for n in names], color="C2")
     right.set(xticks=x, ylabel=r"mean $|\mu_B - \mu_{run}| / \sigma_{run}$", title="Batch vs running mean, layer 1")
     right.set_xticklabels(names, fontsize=8, rotation=20)

@@ -174,23 +174,22 @@ def largest_trainable_lr(lrs, scores, threshold=MAX_LR_CONFIG["trains_if_accurac
 
 
 def noisy_figure():
-    """Test accuracy over training (left) and one unit's input, batch mean +- batch std (right)."""
+    """Test accuracy over training (left) and, per network, one unit's input: batch mean +- batch std."""
     result, config = noisy_batch_norm(), NOISY_CONFIG
-    figure = Figure(figsize=(10, 3.8))
-    left, right = figure.subplots(1, 2)
+    figure = Figure(figsize=(13, 3.4))
+    left, *bands = figure.subplots(1, 4, sharey=False, gridspec_kw={"width_ratios": [1.4, 1, 1, 1]})
     data = {"checkpoints": result["checkpoints"]}
-    for k, variant in enumerate(config["variants"]):
-        mean, std = result["input_mean"][k], result["input_std"][k]
-        left.plot(result["checkpoints"], 100 * result["test_accuracy"][k], label=variant)
-        steps = np.arange(len(mean))
-        right.fill_between(steps, mean[:, 0] - std[:, 0], mean[:, 0] + std[:, 0], alpha=0.35, label=variant)
-        data[variant] = {"test_accuracy": result["test_accuracy"][k],
-                         "movement": distribution_movement(mean, std)}
+    for k, (variant, ax) in enumerate(zip(config["variants"], bands)):
+        mean, std = result["input_mean"][k][:, 0], result["input_std"][k][:, 0]
+        left.plot(result["checkpoints"], 100 * result["test_accuracy"][k], color=f"C{k}", label=variant)
+        ax.fill_between(np.arange(len(mean)), mean - std, mean + std, color=f"C{k}", alpha=0.3, lw=0)
+        ax.plot(mean, color=f"C{k}", lw=0.6)
+        movement = distribution_movement(result["input_mean"][k], result["input_std"][k])
+        ax.set(ylim=(-3.5, 3.5), xlabel="training step", title=f"{variant}: movement {movement:.2f}")
+        data[variant] = {"test_accuracy": result["test_accuracy"][k], "movement": movement}
+    bands[0].set_ylabel("last ReLU's input, unit 0\n(batch mean ± batch std)")
     left.set(xlabel="training step", ylabel="test accuracy (%)", ylim=(80, 100), title="Accuracy")
-    right.set(xlabel="training step", ylabel="input of the last ReLU, unit 0",
-              title="Layer input: batch mean ± batch std")
     left.legend(fontsize=8)
-    right.legend(fontsize=8)
     figure.tight_layout()
     return figure, data
 

@@ -156,8 +156,10 @@ def sweep_figure():
     for row, norm in zip(sweep["eval_accuracy"], config["norms"]):
         ax.plot(sizes, 100 * row, "o-", label=f"{norm} norm" + (" (eval mode)" if norm == "batch" else ""))
     ax.plot(sizes, 100 * sweep["train_mode_accuracy"], "o--", color="C0", alpha=0.6, label="batch norm (train mode)")
-    ax.set(xscale="log", xticks=sizes, xticklabels=[str(m) for m in sizes], xlabel="batch size",
-           ylabel="test accuracy (%)", title=f"{config['examples']:,} training examples, lr scaled with batch")
+    ax.set_xscale("log", base=2)
+    ax.minorticks_off()
+    ax.set(xticks=sizes, xticklabels=[str(m) for m in sizes], xlabel="batch size", ylabel="test accuracy (%)",
+           title=f"{config['examples']:,} training examples, lr scaled with batch")
     ax.legend(fontsize=8)
     figure.tight_layout()
     data = {"batch_sizes": sizes, "norms": config["norms"], "eval_accuracy": sweep["eval_accuracy"],

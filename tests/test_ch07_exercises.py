@@ -12,6 +12,8 @@ def test_batch_size_for_noise(capsys):
     assert not exercises.check_batch_size_for_noise(32)
     assert "1/sqrt(m)" in capsys.readouterr().out
     assert not exercises.check_batch_size_for_noise(None)
+    assert "still None" in capsys.readouterr().out
+    assert not exercises.check_batch_size_for_noise("many")
 
 
 def test_batch_of_two_accepts_what_batch_norm_computes(capsys):
@@ -33,3 +35,5 @@ def test_group_means(capsys):
     assert "LayerNorm" in capsys.readouterr().out
     assert not exercises.check_group_means(h[:, ::3])
     assert not exercises.check_group_means("nope")
+    assert not exercises.check_group_means(None)
+    assert "still None" in capsys.readouterr().out

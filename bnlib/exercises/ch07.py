@@ -8,10 +8,13 @@ from . import report
 NOISE_STD, NOISE_BATCH, NOISE_TARGET = 0.2, 8, 0.05
 PAIR = (3.0, 7.5)
 GROUP_COUNT = 2
+UNANSWERED = "fill in your answer first (it is still None)"
 
 
 def check_batch_size_for_noise(answer):
     """``answer``: the batch size at which the batch mean's std drops from 0.2 (at batch 8) to 0.05."""
+    if answer is None:
+        return report(False, "", UNANSWERED)
     try:
         m = float(answer)
     except (TypeError, ValueError):
@@ -26,6 +29,8 @@ def check_batch_size_for_noise(answer):
 
 def check_batch_of_two(answer):
     """``answer``: BN's outputs (gamma = 1, beta = 0) for a batch holding the two values of ``PAIR``."""
+    if answer is None:
+        return report(False, "", UNANSWERED)
     try:
         outputs = np.asarray(answer, dtype=np.float64).ravel()
     except (TypeError, ValueError):
@@ -50,6 +55,8 @@ def check_group_means(answer):
     """``answer``: GroupNorm's means for ``group_exercise_batch()`` with 2 groups of 3 units, shape (4, 2)."""
     h = group_exercise_batch()
     expected = h.reshape(len(h), GROUP_COUNT, -1).mean(2)  # mu[n, g] = mean of h[n, c] over c in group g
+    if answer is None:
+        return report(False, "", UNANSWERED)
     try:
         means = np.asarray(answer, dtype=np.float64)
     except (TypeError, ValueError):
