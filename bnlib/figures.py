@@ -23,6 +23,7 @@ FIGURE_MODULES = [
     "bnlib.covariate_shift",
     "bnlib.inference",
     "bnlib.small_batches", "bnlib.batch_composition", "bnlib.landscape", "bnlib.norm_alternatives",
+    "bnlib.plots",
 ]
 
 

@@ -1,0 +1,218 @@
+"""The MNIST reproduction of Ioffe & Szegedy (2015) Figure 1: the fast trainer is exact, and the run shows the findings.
+
+The findings are asserted on the real, full run (50,000 steps of 60 real MNIST images): the same
+cached computation the notebook and ``figures/mnist_fig1.png`` use.
+"""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import bnlib
+from bnlib import cache, fast_trainer, paper
+from bnlib.drift import network_drift, steps_to_reach, typical_unit, unit_drifts
+
+
+@pytest.fixture(scope="module")
+def full_run():
+    return paper.run_paper_experiment(progress=False)
+
+
+@pytest.fixture(scope="module")
+def facts(full_run):
+    facts = paper.findings(full_run)
+    print("\nfindings of the full run:", facts)
+    return facts
+
+
+def test_full_run_is_the_papers_setup(full_run):
+    assert full_run["steps"][-1] == 50_000 and len(full_run["steps"]) >= 101
+    assert int(full_run["batch_size"]) == 60
+    assert full_run["batch_mean"].shape == full_run["batch_var"].shape == (50_000, 3, 100)
+    assert full_run["batch_mean"].dtype == np.float32
+    assert full_run["percentiles"].shape == (len(full_run["steps"]), 2, 3, 100)
+
+
+def test_batch_norm_ends_more_accurate_and_above_97_5_percent(facts):
+    final = facts["final_accuracy"]
+    assert final["batch norm"] > final["baseline"]
+    assert final["batch norm"] >= 0.975
+
+
+def test_batch_norm_reaches_the_baselines_final_accuracy_in_under_half_the_steps(facts):
+    reached = facts["steps_to_baseline_final"]
+    assert reached["batch norm"] is not None
+    assert reached["batch norm"] < 0.5 * reached["baseline"]
+
+
+def test_the_baselines_sigmoid_inputs_drift_more(facts):
+    drift = facts["drift"]
+    print(f"drift without BN {drift['baseline']:.3f}, with BN {drift['batch norm']:.3f}")
+    assert drift["baseline"] > drift["batch norm"]
+
+
+def test_percentile_bands_are_ordered(full_run):
+    low, median, high = (full_run["percentiles"][:, :, k] for k in range(3))
+    assert np.all(low <= median) and np.all(median <= high)
+
+
+# The fast trainer against torch autograd ---------------------------------------------------------
+
+def tiny_data(n=300, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.rand(n, 784, generator=generator, dtype=torch.float64)
+    return images, torch.randint(0, 10, (n,), generator=generator)
+
+
+def naive_models(init_std, seed, torch_batch_norm):
+    """The paper's networks as ``paper_mlp``, from the trainer's initial weights; optionally torch's own BN."""
+    models = fast_trainer.to_torch_models(fast_trainer.initial_parameters(init_std, seed, torch.float64))
+    if torch_batch_norm:
+        models[1] = nn.Sequential(*[nn.BatchNorm1d(100, dtype=torch.float64) if isinstance(m, bnlib.BatchNorm1d)
+                                    else m for m in models[1]])
+    return models
+
+
+def naive_training(model, images, labels, order, lr):
+    """A plain autograd + torch.optim.SGD loop; returns the parameters after each step."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    history = []
+    for batch in order:
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(model(images[batch]), labels[batch]).backward()
+        optimizer.step()
+        history.append([p.detach().clone() for p in model.parameters()])
+    return history
+
+
+@pytest.mark.parametrize("torch_batch_norm", [False, True], ids=["bnlib-BN", "torch-BN"])
+def test_trainer_follows_autograd_step_by_step_in_float64(torch_batch_norm):
+    images, labels = tiny_data()
+    steps, batch_size, lr, init_std, seed = 5, 16, 0.5, 0.1, 3
+    run = fast_trainer.train_two_networks(images, labels, steps, batch_size, lr, init_std, seed, steps,
+                                          progress=False)
+    order = fast_trainer.batch_order(len(images), steps, batch_size, seed).view(steps, batch_size)
+    for net, model in enumerate(naive_models(init_std, seed, torch_batch_norm)):
+        history = naive_training(model, images, labels, order, lr)
+        for step, expected in enumerate(history, start=1):
+            ours = fast_trainer.to_torch_models(run["parameters"][step])[net].parameters()
+            for mine, theirs in zip(ours, expected):
+                torch.testing.assert_close(mine, theirs, rtol=1e-10, atol=1e-12)
+
+
+def test_recorded_batch_statistics_are_those_of_the_bn_layers_inputs():
+    images, labels = tiny_data()
+    steps, batch_size = 4, 20
+    run = fast_trainer.train_two_networks(images, labels, steps, batch_size, 0.5, 0.1, 1, steps, progress=False)
+    order = fast_trainer.batch_order(len(images), steps, batch_size, 1).view(steps, batch_size)
+    for step in range(steps):
+        model = fast_trainer.to_torch_models(run["parameters"][step])[1]
+        seen = []  # u W as each BN layer receives it, in training mode on this step's batch
+        for norm in (m for m in model if isinstance(m, bnlib.BatchNorm1d)):
+            norm.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0].detach()))
+        model(images[order[step]])
+        for layer, z in enumerate(seen):
+            torch.testing.assert_close(run["batch_mean"][step, layer], z.mean(0), rtol=1e-10, atol=1e-12)
+            torch.testing.assert_close(run["batch_var"][step, layer], z.var(0, unbiased=False), rtol=1e-10, atol=1e-12)
+
+
+def test_replayed_running_statistics_equal_a_trained_batchnorm1d():
+    images, labels = tiny_data()
+    steps, batch_size, momentum = 12, 16, 0.1
+    run = fast_trainer.train_two_networks(images, labels, steps, batch_size, 0.5, 0.1, 2, 4, progress=False)
+    model = naive_models(0.1, 2, torch_batch_norm=False)[1]
+    order = fast_trainer.batch_order(len(images), steps, batch_size, 2).view(steps, batch_size)
+    naive_training(model, images, labels, order, 0.5)
+    norms = [m for m in model if isinstance(m, bnlib.BatchNorm1d)]
+    result = {key: value.numpy() for key, value in run.items()}
+    result["batch_size"] = np.array(batch_size)
+    running_mean, running_var = paper.running_statistics(result, momentum)
+    unbiased = result["batch_var"] * batch_size / (batch_size - 1)
+    for layer, norm in enumerate(norms):
+        np.testing.assert_allclose(running_mean[-1, layer], norm.running_mean.numpy(), rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(running_var[-1, layer], norm.running_var.numpy(), rtol=1e-9)
+        replayed = bnlib.replay_ema(unbiased[:, layer], momentum, 1.0)
+        np.testing.assert_allclose(replayed[-1], norm.running_var.numpy(), rtol=1e-9)
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.001, 0.1, 0.7, 1.0])
+def test_running_at_checkpoints_equals_replaying_every_step(momentum):
+    values = np.random.default_rng(0).normal(size=(60, 3, 4))
+    every_step = bnlib.replay_ema(values, momentum, 0.5)
+    at_checkpoints = paper.running_at_checkpoints(values, momentum, 15, 0.5)
+    np.testing.assert_allclose(at_checkpoints[0], 0.5)
+    np.testing.assert_allclose(at_checkpoints[1:], every_step[14::15], rtol=1e-12, atol=1e-12)
+
+
+def test_evaluation_equals_torch_eval_mode():
+    images, labels = tiny_data(200)
+    steps, batch_size = 10, 20
+    run = fast_trainer.train_two_networks(images, labels, steps, batch_size, 0.5, 0.1, 4, 2, progress=False)
+    result = {key: value.numpy() for key, value in run.items()}
+    result["batch_size"] = np.array(batch_size)
+    accuracy, percentiles = paper.evaluate_checkpoints(result, images, labels, progress=False)
+    running_mean, running_var = paper.running_statistics(result)
+    for c in range(len(result["steps"])):
+        for net, model in enumerate(fast_trainer.to_torch_models(run["parameters"][c])):
+            for layer, norm in enumerate(m for m in model if isinstance(m, bnlib.BatchNorm1d)):
+                norm.running_mean.copy_(torch.as_tensor(running_mean[c, layer]))
+                norm.running_var.copy_(torch.as_tensor(running_var[c, layer]))
+            model.eval()
+            with torch.no_grad():
+                logits = model(images)
+                sigmoid_inputs = model[:-2](images)  # everything up to the last sigmoid
+            assert accuracy[c, net] == pytest.approx((logits.argmax(1) == labels).double().mean().item())
+            np.testing.assert_allclose(percentiles[c, net], np.percentile(sigmoid_inputs.numpy(), (15, 50, 85), axis=0),
+                                       rtol=1e-9, atol=1e-12)
+
+
+def test_bad_settings_are_refused_clearly():
+    with pytest.raises(ValueError, match="unknown setting"):
+        paper.paper_config(learning_rate=0.1)
+    images, labels = tiny_data(50)
+    with pytest.raises(ValueError, match="multiple of checkpoints"):
+        fast_trainer.train_two_networks(images, labels, 10, 8, 0.5, 0.1, 0, 3, progress=False)
+    with pytest.raises(ValueError, match="at least 2"):
+        fast_trainer.train_two_networks(images, labels, 10, 1, 0.5, 0.1, 0, 2, progress=False)
+
+
+def test_a_corrupt_cached_run_is_recomputed_not_trusted(tmp_path, monkeypatch):
+    monkeypatch.setenv("BNLIB_DATA_DIR", str(tmp_path))
+    settings = {"steps": 40, "checkpoints": 4}
+    first = paper.run_paper_experiment(progress=False, **settings)
+    path = cache.cache_path("paper_mnist", paper.paper_config(**settings))
+    raw = bytearray(path.read_bytes())
+    offset = raw.index(b"accuracy.npy") + 200  # inside the stored accuracies
+    raw[offset] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    with pytest.warns(UserWarning, match="damaged"):
+        second = paper.run_paper_experiment(progress=False, **settings)
+    np.testing.assert_array_equal(first["accuracy"], second["accuracy"])
+    np.testing.assert_array_equal(first["batch_mean"], second["batch_mean"])
+
+
+# The drift measure --------------------------------------------------------------------------------
+
+def bands(medians, width):
+    medians = np.asarray(medians, dtype=float)
+    return np.stack([medians - width / 2, medians, medians + width / 2], axis=1)
+
+
+def test_drift_is_distance_moved_over_band_width_from_ten_percent_of_training():
+    steps = np.arange(0, 11) * 100
+    medians = np.linspace(0, 10, 11)[:, None] * np.array([1.0, -2.0])  # two units, moving 1 and 2 per checkpoint
+    percentiles = bands(medians, 4.0)
+    # from step 100 (10%) to step 1000 the medians move 9 and 18; band width 4
+    np.testing.assert_allclose(unit_drifts(percentiles, steps), [9 / 4, 18 / 4])
+    assert network_drift(percentiles, steps) == pytest.approx((9 / 4 + 18 / 4) / 2)
+    assert network_drift(bands(np.ones((11, 3)), 2.0), steps) == 0
+
+
+def test_typical_unit_and_steps_to_reach():
+    steps = np.arange(0, 11) * 100
+    medians = np.outer(np.arange(11), [0.0, 1.0, 2.0, 3.0, 10.0])
+    assert typical_unit(bands(medians, 1.0), steps) == 2
+    accuracy = np.linspace(0.1, 0.9, 11)
+    assert steps_to_reach(accuracy, steps, 0.5) == 500
+    assert steps_to_reach(accuracy, steps, 0.95) is None
