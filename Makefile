@@ -19,8 +19,11 @@ app: data
 	$(VENV)/bin/voila notebooks/06_mnist_percentiles.ipynb
 
 html: data
-	$(VENV)/bin/jupyter nbconvert --to html --execute --output-dir build/html notebooks/*.ipynb
-	@echo "The course as static pages: build/html/"
+	$(VENV)/bin/jupyter nbconvert --to html --execute --HTMLExporter.embed_images=True \
+		--output-dir build/html notebooks/*.ipynb
+	sed -i.bak -E 's/href="([^":#]*)\.ipynb/href="\1.html/g' build/html/*.html && rm build/html/*.bak
+	cp build/html/01_input_normalization.html build/html/index.html
+	@echo "The course as static pages: build/html/index.html"
 
 data: setup
 	$(PY) -m bnlib.data
