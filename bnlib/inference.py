@@ -15,10 +15,10 @@ import torch
 from torch import nn
 
 from .cache import cached
-from .data import load_mnist
 from .layers import BatchNorm1d, BatchNorm2d
 from .models import paper_mlp
 from .running_stats import replay_ema
+from .training import accuracy, consecutive_batches, mnist, random_batches, train_mlp
 
 RUN = {"steps": 3000, "batch_size": 60, "lr": 0.5, "init_std": 0.01, "momentum": 0.1, "seed": 0}
 FORGOTTEN_EVAL_BATCH_SIZES = (2, 4, 8, 16, 32, 64, 256, 1000)
@@ -69,24 +69,10 @@ def recompute_population_statistics(model, batches):
     return model
 
 
-@torch.no_grad()
-def predict(model, images, batch_size=1000):
-    """Predicted classes of ``images`` fed in batches of ``batch_size``, in the model's CURRENT mode.
-
-    In training mode this also updates the running statistics, as any forward pass does.
-    """
-    return torch.cat([model(chunk).argmax(dim=1) for chunk in images.split(batch_size)])
-
-
-def accuracy(model, images, labels, batch_size=1000):
-    """Fraction of ``images`` classified as ``labels``, in the model's current mode (see ``predict``)."""
-    return float((predict(model, images, batch_size) == labels).double().mean())
-
-
 def forgotten_eval_accuracy(model, images, labels, batch_size):
-    """The accuracy of a copy of ``model`` left in training mode: test batches normalized by their own
-    statistics, the result of forgetting ``model.eval()``. The model itself is left untouched."""
-    return accuracy(copy.deepcopy(model).train(), images, labels, batch_size)
+    """The test accuracy had ``model.eval()`` been forgotten: consecutive test batches of ``batch_size``,
+    each normalized with its own statistics (on a copy, so the model's running statistics stay intact)."""
+    return accuracy(model, images, labels, consecutive_batches(len(images), batch_size))
 
 
 @torch.no_grad()
@@ -138,22 +124,15 @@ def train_mnist_bn_mlp(steps, batch_size, lr, init_std, momentum, seed, progress
     """
     from tqdm.auto import tqdm
 
-    images, labels = load_mnist(train=True)
+    images, labels = mnist(train=True)
     torch.manual_seed(seed)
     model = paper_mlp(batch_norm=True, init_std=init_std)
     layers = batch_norm_layers(model)
     for layer in layers:
         layer.momentum = momentum
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
-    generator = torch.Generator().manual_seed(seed)
     means, variances, handles = record_batch_statistics(layers)
-    with one_thread():
-        for _ in tqdm(range(steps), desc="training", disable=not progress):
-            index = torch.randint(len(images), (batch_size,), generator=generator)
-            loss = nn.functional.cross_entropy(model(images[index]), labels[index])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+    with tqdm(total=steps, desc="training", disable=not progress) as bar:
+        train_mlp(model, images, labels, random_batches(len(images), batch_size, steps, seed), lr, progress=bar)
     for handle in handles:
         handle.remove()
     stacked = [[torch.stack(values).numpy() for values in per_layer] for per_layer in (means, variances)]
@@ -176,7 +155,7 @@ def mnist_run(progress=True, **overrides):
         from tqdm.auto import tqdm
 
         model, means, variances = train_mnist_bn_mlp(**config, progress=progress)
-        test_images, test_labels = load_mnist(train=False)
+        test_images, test_labels = mnist(train=False)
         with one_thread():
             forgotten = [forgotten_eval_accuracy(model, test_images, test_labels, size)
                          for size in tqdm(FORGOTTEN_EVAL_BATCH_SIZES, desc="eval forgotten", disable=not progress)]
@@ -259,7 +238,7 @@ def train_vs_eval(index=0, companions=7, draws=12):
     from matplotlib.figure import Figure
 
     run = mnist_run()
-    test_images, test_labels = load_mnist(train=False)
+    test_images, test_labels = mnist(train=False)
     train_probs, eval_probs = probabilities_with_companions(model_from_run(run), test_images, index, companions, draws)
     label = int(test_labels[index])
     figure = Figure(figsize=(11, 3.8), layout="constrained")
@@ -285,7 +264,7 @@ def inference_statistics():
     """Test accuracy of one trained network under each choice of inference statistics."""
     from matplotlib.figure import Figure
 
-    results = accuracy_by_statistics(mnist_run(), load_mnist(train=True)[0], *load_mnist(train=False))
+    results = accuracy_by_statistics(mnist_run(), mnist(train=True)[0], *mnist(train=False))
     names = list(results)
     accuracies = [100 * results[name][0] for name in names]
     figure = Figure(figsize=(8, 3.8), layout="constrained")
