@@ -41,7 +41,9 @@ MAX_LR_CONFIG = {"norms": ("none", "batch"), "lrs": (0.03, 0.1, 0.3, 1.0, 3.0, 1
 
 class NoisyBatchNorm1d(nn.Module):
     """BN followed, in training, by a random per-unit scale and shift redrawn at every forward pass:
-    y_j = s_j BN(x)_j + c_j with log s_j ~ U(-log a, log a) and c_j ~ U(-b, b)."""
+    y_j = s_j BN(x)_j + c_j with log s_j ~ U(-log a, log a) and c_j ~ U(-b, b).
+
+    The noise comes from torch's global generator, which ``chapter_mlp(seed=...)`` seeds: runs repeat."""
 
     def __init__(self, num_features, scale=2.0, shift=1.0):
         super().__init__()
@@ -61,6 +63,7 @@ class NoisyBatchNorm1d(nn.Module):
 
 
 def make_variant(variant, config=NOISY_CONFIG):
+    """The network of ``variant``: a ``NORMS`` key, or "noisy batch" (BN followed by the noise)."""
     if variant == "noisy batch":
         return chapter_mlp(lambda units: NoisyBatchNorm1d(units, config["noise_scale"], config["noise_shift"]),
                            seed=config["seed"])
@@ -177,7 +180,7 @@ def noisy_figure():
     """Test accuracy over training (left) and, per network, one unit's input: batch mean +- batch std."""
     result, config = noisy_batch_norm(), NOISY_CONFIG
     figure = Figure(figsize=(13, 3.4))
-    left, *bands = figure.subplots(1, 4, sharey=False, gridspec_kw={"width_ratios": [1.4, 1, 1, 1]})
+    left, *bands = figure.subplots(1, 4, gridspec_kw={"width_ratios": [1.4, 1, 1, 1]})
     data = {"checkpoints": result["checkpoints"]}
     for k, (variant, ax) in enumerate(zip(config["variants"], bands)):
         mean, std = result["input_mean"][k][:, 0], result["input_std"][k][:, 0]

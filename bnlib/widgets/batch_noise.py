@@ -41,11 +41,11 @@ def batch_noise_explorer(draws=DRAWS):
                   (summary["normalized"], ideal, "normalized value of one example", (-4, 4))]
         for ax, (samples, truth, label, limits) in zip(axes, panels):
             ax.cla()
-            ax.hist(np.clip(samples, *limits), bins=np.linspace(*limits, 61), color="C0")
+            ax.hist(np.clip(samples, *limits), bins=np.linspace(*limits, 61), color="C0", histtype="stepfilled")
             ax.axvline(truth, color="C3", label="with the true statistics")
             ax.set(xlim=limits, xlabel=label, yticks=[])
-        axes[0].legend(fontsize=8, loc="upper left")
-        axes[0].set_title(f"{draws} random batches of {batch_size}")
+        axes[2].legend(fontsize=8, loc="upper left")
+        figure.suptitle(f"{draws} random batches of {batch_size}, unit {unit}", fontsize=10)
         figure.tight_layout()
         text = (f"batch {batch_size}, unit {unit}: std of the batch mean {summary['means'].std():.3f} "
                 f"(sigma/sqrt(m) = {std / np.sqrt(batch_size):.3f}); the example's normalized value "
