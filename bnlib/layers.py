@@ -16,7 +16,7 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from .running_stats import ema_update
-from .validation import check_eps, check_input_shape, check_momentum, check_num_features
+from .validation import check_dtype, check_eps, check_input_shape, check_momentum, check_num_features
 
 
 class Saved(NamedTuple):
@@ -40,33 +40,33 @@ def _per_channel(vector, like):
 def bn_forward_tensor(x, weight, bias, eps):
     """Training-mode batch norm of ``x`` (N, C, *spatial): ``(out, saved)``; weight and bias may be None.
 
-    Per channel, in two passes: mu = mean(x), then var = mean((x - mu)^2) as a squared norm of the
-    centered values (no E[x^2] - E[x]^2 cancellation). out = (x - mu) * (gamma / sqrt(var + eps)) + beta:
-    centering before scaling keeps float32 accurate when the mean dwarfs the spread; folding mu into
-    the shift instead would cancel catastrophically.
+    Per channel, in two passes: mu = mean(x), then var = mean((x - mu)^2), which has no
+    E[x^2] - E[x]^2 cancellation. out = (x - mu) * (gamma / sqrt(var + eps)) + beta: centering before
+    scaling keeps float32 accurate when the mean dwarfs the spread, where folding mu into the shift
+    would cancel catastrophically. The squares are formed in the buffer that then receives ``out``.
     """
     dims = _reduce_dims(x)
-    m = x.numel() // x.shape[1]                                         # values per channel
     mean = x.mean(dims, keepdim=True)                                   # mu = 1/m sum x_i
     x_centered = x - mean                                               # x - mu
-    var = torch.linalg.vector_norm(x_centered, dim=dims, keepdim=True).square_().div_(m)  # 1/m sum (x - mu)^2
+    out = torch.mul(x_centered, x_centered)                             # scratch: (x - mu)^2
+    var = out.mean(dims, keepdim=True)                                  # var = 1/m sum (x - mu)^2
     inv_std = (var + eps).rsqrt_()                                      # (var + eps)^(-1/2)
     scale = inv_std if weight is None else inv_std * _per_channel(weight, x)  # gamma inv_std
     if bias is None:
-        out = x_centered * scale
+        torch.mul(x_centered, scale, out=out)
     else:
-        out = torch.addcmul(_per_channel(bias, x), x_centered, scale)  # beta + (x - mu) gamma inv_std
+        torch.addcmul(_per_channel(bias, x), x_centered, scale, out=out)  # beta + (x - mu) gamma inv_std
     return out, Saved(x_centered, inv_std, weight, mean.view(-1), var.view(-1))
 
 
 def bn_backward_tensor(dout, saved):
     """``(dx, dgamma, dbeta)`` from dL/dy (see ``bnlib.normalization.batch_norm_backward``).
 
-    With x_hat = (x - mu) inv_std and m values per channel:
-    dbeta = sum dy, dgamma = sum dy x_hat, dx = gamma inv_std (dy - dbeta/m - x_hat dgamma/m).
-    Written as dx = k dy - k dbeta/m - (k inv_std^2 sum dy (x - mu) / m) (x - mu), k = gamma inv_std,
-    it takes two fused passes over memory after the reductions, and one new full-size tensor (the
-    product dy (x - mu) is formed in the buffer that then receives dx). ``dgamma`` is None without weight.
+    With x_hat = (x - mu) inv_std, k = gamma inv_std and m values per channel:
+    dbeta = sum dy, dgamma = sum dy x_hat, dx = k (dy - dbeta/m - x_hat dgamma/m), computed as
+    dx = k (dy - (x - mu) inv_std^2 sum dy (x - mu) / m) - k dbeta/m: two fused passes after the
+    reductions, all in one new buffer (which first holds the products dy (x - mu)).
+    ``dgamma`` is None without weight.
     """
     x_centered, inv_std, weight = saved.x_centered, saved.inv_std, saved.weight
     dims = _reduce_dims(dout)
@@ -75,8 +75,10 @@ def bn_backward_tensor(dout, saved):
     dx = torch.mul(dout, x_centered)                                    # scratch: dy_i (x_i - mu)
     centered_dot = dx.sum(dims)                                         # sum_i dy_i (x_i - mu)
     k = inv_std if weight is None else inv_std * _per_channel(weight, dout)  # gamma inv_std
-    torch.addcmul(_per_channel(dbeta, dout) * (-k / m), dout, k, out=dx)  # k (dy - dbeta/m)
-    dx.addcmul_(x_centered, _per_channel(centered_dot, dout) * (-k * inv_std.square() / m))  # - k x_hat dgamma/m
+    variance_path = inv_std.square() * _per_channel(centered_dot, dout)  # x_hat dgamma = (x - mu) this
+    torch.addcmul(dout, x_centered, variance_path, value=-1 / m, out=dx)  # dy - x_hat dgamma/m
+    mean_path = torch.mul(k, _per_channel(dbeta, dout)).mul_(-1 / m)    # -k dbeta/m
+    torch.addcmul(mean_path, dx, k, out=dx)                             # k (dy - x_hat dgamma/m) - k dbeta/m
     dgamma = None if weight is None else centered_dot * inv_std.view(-1)  # sum_i dy_i x_hat_i
     return dx, dgamma, dbeta
 
@@ -88,6 +90,7 @@ class BatchNormFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, eps):
         out, saved = bn_forward_tensor(x, weight, bias, eps)
+        ctx.set_materialize_grads(False)  # the statistics get no gradient: skip making zeros for them
         ctx.save_for_backward(saved.x_centered, saved.inv_std, weight)
         ctx.mark_non_differentiable(saved.mean, saved.var)
         return out, saved.mean, saved.var
@@ -95,6 +98,8 @@ class BatchNormFunction(torch.autograd.Function):
     @staticmethod
     @once_differentiable  # the backward is not itself differentiated: double backward raises clearly
     def backward(ctx, dout, _dmean, _dvar):
+        if dout is None:  # the output was not used: no gradient flows back
+            return None, None, None, None
         x_centered, inv_std, weight = ctx.saved_tensors
         saved = Saved(x_centered, inv_std, weight, None, None)
         dx, dgamma, dbeta = bn_backward_tensor(dout, saved)
@@ -165,6 +170,8 @@ class _BatchNorm(nn.Module):
         use_batch_stats = self.training or not self.track_running_stats
         check_input_shape(x.shape, self.num_features, use_batch_stats,
                           type(self).__name__, self.input_dims, self.input_layout)
+        state = self.weight if self.weight is not None else self.running_mean
+        check_dtype(x.dtype, None if state is None else state.dtype, type(self).__name__)
         if not use_batch_stats:
             # Inference: normalize with the running averages; plain tensor ops, autograd differentiates.
             # (x - mean) first: folding the mean into the shift would cancel when it dwarfs the spread.

@@ -7,6 +7,7 @@ set after training, with the unbiased variance m/(m-1) E[var_B]; ``population_st
 """
 
 import numpy as np
+import torch
 
 from .validation import check_momentum
 
@@ -15,9 +16,12 @@ def ema_update(running, batch, momentum):
     """One step of the running average, PyTorch convention: ``(1 - momentum) * running + momentum * batch``.
 
     ``momentum`` is the weight of the NEW value (torch default 0.1). Works for floats, numpy arrays
-    and torch tensors alike.
+    and torch tensors alike; for tensors it is ``torch.lerp``, the same rule written
+    running + momentum (batch - running) in one kernel (exact at momentum 0 and 1).
     """
     momentum = check_momentum(momentum, allow_none=False)
+    if isinstance(running, torch.Tensor):
+        return torch.lerp(running, batch, momentum)
     return (1 - momentum) * running + momentum * batch
 
 

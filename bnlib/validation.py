@@ -81,6 +81,13 @@ def check_input_shape(shape, num_features=None, training=True, layer=None, ndims
                          f"or switch to evaluation mode (running statistics) to process one sample.")
 
 
+def check_dtype(input_dtype, layer_dtype, layer):
+    """The input must have the floating-point type of the layer's parameters and buffers."""
+    if layer_dtype is not None and input_dtype != layer_dtype:
+        raise TypeError(f"{layer} holds {layer_dtype} parameters but got a {input_dtype} input; convert "
+                        f"one of them, e.g. layer.to({input_dtype}) or x.to({layer_dtype})")
+
+
 def check_channel_vector(shape, name, num_channels):
     """gamma and beta hold one value per channel: shape (C,)."""
     if tuple(shape) != (num_channels,):

@@ -128,3 +128,9 @@ def test_num_features_must_be_at_least_one(num_features):
 def test_num_features_must_be_an_int(num_features):
     with pytest.raises(TypeError, match="num_features must be an int"):
         BatchNorm2d(num_features)
+
+
+@pytest.mark.parametrize("layer", [BatchNorm1d(3), BatchNorm1d(3, affine=False)])
+def test_input_of_another_dtype_than_the_layer_is_a_type_error(layer):
+    with pytest.raises(TypeError, match=r"holds torch.float32 parameters but got a torch.float64 input"):
+        layer(torch.randn(4, 3, dtype=torch.float64))
