@@ -68,10 +68,28 @@ def test_averaging_trades_noise_for_lag():
     assert errors[0.1] < 0.3 * errors[1.0]
 
 
+def test_more_noise_wants_a_smaller_momentum_more_drift_a_larger_one():
+    grid = np.geomspace(0.005, 1, 60)
+
+    def best(drift, noise):
+        return grid[np.argmin([track(m, steps=4000, drift=drift, noise=noise)["rms"] for m in grid])]
+
+    assert best(0.003, 0.6) < best(0.003, 0.3) < best(0.02, 0.3)
+
+
 def test_measured_lag_needs_a_drift():
     true, batch = drifting_signal(10, drift=0.0)
     with pytest.raises(ValueError, match="drift"):
         measured_lag(true, batch, 0.0)
+
+
+def test_bad_signal_settings_are_refused_clearly():
+    with pytest.raises(ValueError, match="noise is a standard deviation"):
+        drifting_signal(10, noise=-1.0)
+    with pytest.raises(ValueError, match="steps must be at least 1"):
+        drifting_signal(0)
+    with pytest.raises(ValueError, match="momentum must lie in"):
+        ema_weights(1.5, 10)
 
 
 def test_settled_from_is_where_the_start_weighs_under_a_thousandth():
