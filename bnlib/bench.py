@@ -64,10 +64,14 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m bnlib.bench", description=__doc__.splitlines()[0])
     parser.add_argument("keys", nargs="*", help=f"benchmarks to run (default: all): {', '.join(BENCHMARKS)}")
     parser.add_argument("--json", action="store_true", help="print one JSON object {key: number}")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's default); 1 gives "
+                        "steadier numbers on a busy machine")
     args = parser.parse_args(argv)
     unknown = [key for key in args.keys if key not in BENCHMARKS]
     if unknown:
         parser.error(f"unknown benchmark(s): {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     results = {}
     for key in args.keys or BENCHMARKS:
         results[key] = round(BENCHMARKS[key](), 4)
