@@ -32,6 +32,7 @@ def test_detached_mean_bias_grows_linearly_by_lr_times_mean_target(detached):
     assert np.all(steps > 0)
     np.testing.assert_allclose(steps, 0.1 * target.mean().item(), rtol=1e-12)
     np.testing.assert_allclose(detached["gradient"], -target.mean().item(), rtol=1e-12)
+    assert 0.1 * target.mean().item() == pytest.approx(0.117, abs=0.001)  # the step the notebook quotes
     assert detached["bias"][-1] > 10
 
 
@@ -87,10 +88,10 @@ def test_recorded_percentiles_match_the_snapshots(run):
 
 def test_the_network_learns_while_its_hidden_inputs_drift(run):
     summary = shift.drift_summary(run)
-    assert 0.25 < summary["accuracy_from"] < 0.45 and summary["accuracy_to"] > 0.85  # "a third", "about 90%"
+    assert 0.25 < summary["accuracy_from"] < 0.45 and 0.85 < summary["accuracy_to"] < 0.95  # "a third", "about 90%"
     assert summary["u"]["median_drift"] > 0.5  # layer 3's typical input moved by over half its band
     assert summary["u"]["share_over_half_a_band"] > 0.7
-    assert summary["x"]["median_drift"] > 0.2
+    assert 0.2 < summary["x"]["median_drift"] < summary["u"]["median_drift"]  # "less, but still noticeably"
     assert 1.3 < summary["x"]["median_band_growth"] < 1.7  # the sigmoid inputs' spread grows by about half
     unit = summary["u"]["typical_unit"]
     assert shift.drift(run)[unit] == pytest.approx(np.median(shift.drift(run)), abs=0.05)

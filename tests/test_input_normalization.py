@@ -59,10 +59,17 @@ def test_condition_numbers_ravine_bowl_and_scaling_without_centering():
     X, _ = inorm.two_scale_data()
     raw, standardized = inorm.condition_number(X), inorm.condition_number(inorm.standardize(X)[0])
     scaled_only = inorm.condition_number(X / X.std(axis=0))
-    assert raw > 1e8
-    assert standardized < 1.2
-    assert 5 < scaled_only < 20
-    assert inorm.max_stable_lr(X) < 1e-9 and 1.5 < inorm.max_stable_lr(inorm.standardize(X)[0]) < 2.5
+    assert 1e8 < raw < 1e10  # "about a billion"
+    assert standardized < 1.2  # "about 1.1"
+    assert 10 < scaled_only < 12  # "about 11, ten times the standardized problem"
+    raw_limit, standardized_limit = inorm.max_stable_lr(X), inorm.max_stable_lr(inorm.standardize(X)[0])
+    assert 4e-10 < raw_limit < 8e-10 and 1.8 < standardized_limit < 2.0  # "about 6e-10" and "about 1.9"
+    assert 2e9 < standardized_limit / raw_limit < 5e9  # "a factor of three billion"
+
+
+def test_raw_hessian_holds_the_mean_squares_of_the_columns():
+    H = inorm.hessian(inorm.problem(False)[0])
+    assert 5 < H[0, 0] < 20 and 1e9 < H[1, 1] < 1e10  # "about 10" and "about 3e9"
 
 
 def test_standardized_converges_in_a_few_steps_and_raw_needs_billions():
@@ -106,6 +113,33 @@ def test_ravine_vs_bowl_data_is_what_is_plotted():
         assert data[key]["lr"] == pytest.approx(inorm.max_stable_lr(X) / 2)
     assert data["standardized"]["loss_gap"][5] < 1e-6 * data["standardized"]["loss_gap"][0]
     assert data["raw"]["loss_gap"][-1] > 0.5 * data["raw"]["loss_gap"][1]  # stuck on the ravine floor
+
+
+def test_raw_descent_drops_to_the_ravine_floor_then_crawls():
+    X, y = inorm.problem(False)
+    weights, losses, _ = inorm.gradient_descent(X, y, 1 / inorm.eigenvalues(X)[-1], 50)
+    gaps = losses - inorm.loss(inorm.optimum(X, y), X, y)
+    assert gaps[1] < 1e-8 * gaps[0]  # the first step lands on the floor
+    assert abs(weights[-1, 0] - weights[0, 0]) < 1e-3  # and w1 hardly moves along it
+
+
+def test_explorer_suggestions_slow_fast_zigzag_divergence():
+    X, y = inorm.problem(True)
+    slow, fast = inorm.steps_to_converge(X, y, 0.1), inorm.steps_to_converge(X, y, 1.0)
+    assert fast < slow
+    weights, _, diverged = inorm.gradient_descent(X, y, 1.8, 200)
+    top = np.linalg.eigh(inorm.hessian(X))[1][:, -1]
+    along_top = (weights - inorm.optimum(X, y)) @ top
+    assert not diverged and np.all(np.sign(along_top[:10]) != np.sign(along_top[1:11]))  # zig-zag
+    assert inorm.gradient_descent(X, y, 2.0, 200)[2]  # 2.0 is above 2/lambda_max
+
+
+def test_raw_features_zigzag_across_the_ravine_without_progress_along_it():
+    X, y = inorm.problem(False)
+    weights, _, diverged = inorm.gradient_descent(X, y, 5e-10, 200)
+    error = weights - inorm.optimum(X, y)
+    assert not diverged and np.all(np.sign(error[:10, 1]) != np.sign(error[1:11, 1]))
+    assert abs(weights[-1, 0] - weights[0, 0]) < 1e-3
 
 
 def test_stable_learning_rate_figure_shows_the_cliff_at_one():
