@@ -132,6 +132,8 @@ def test_exercise_checks_accept_the_solution_and_reject_mistakes(run):
     assert not exercises.check_center_inside_gradient(lambda x: x - x.mean().detach())
     assert not exercises.check_center_inside_gradient(lambda x: x - x.mean().item())
     assert not exercises.check_center_inside_gradient(lambda x: x)
+    assert not exercises.check_center_inside_gradient(lambda x: None)
+    assert not exercises.check_center_inside_gradient(lambda x: x.numpy() - x.detach().numpy().mean())
     assert not exercises.check_center_inside_gradient(None)
     unit = shift.typical_unit(run)
     medians = run["u_percentiles"][:, unit, 1]

@@ -56,6 +56,8 @@ def check_center_inside_gradient(center):
     x = u + bias
     try:
         x_hat = center(x)
+        if not isinstance(x_hat, torch.Tensor):
+            return report(False, "", f"center(x) returned {type(x_hat).__name__}; it should return a torch tensor.")
         loss = 0.5 * torch.mean((x_hat - target) ** 2)
         loss.backward()
     except Exception as err:  # the learner's code: report, do not raise
