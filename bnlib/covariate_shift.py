@@ -2,8 +2,8 @@
 
 Part 1, the drift. Layer k learns from layer k-1's outputs, and those move whenever layer k-1 trains.
 We train the paper's sigmoid MLP on MNIST for a short while and record, on a fixed probe batch, the
-inputs x = W3 h2 + b3 of the last hidden layer's sigmoids: for every unit, the 15th, 50th and 85th
-percentile over the probe at regular steps (the paper's Figure 1b, in miniature). The learning rate, 2,
+last hidden layer's inputs u (layer 2's outputs) and its sigmoids' inputs x = W3 u + b3: for every unit,
+the 15th, 50th and 85th percentile over the probe at regular steps (the paper's Figure 1b, in miniature). The learning rate, 2,
 is four times that of the full 50,000-step reproduction (``bnlib.paper``), so that 3,000 steps reach about
 90% accuracy.
 
