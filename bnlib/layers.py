@@ -75,9 +75,10 @@ def bn_backward_tensor(dout, saved):
     dx = torch.mul(dout, x_centered)                                    # scratch: dy_i (x_i - mu)
     centered_dot = dx.sum(dims)                                         # sum_i dy_i (x_i - mu)
     k = inv_std if weight is None else inv_std * _per_channel(weight, dout)  # gamma inv_std
-    variance_path = inv_std.square() * _per_channel(centered_dot, dout)  # x_hat dgamma = (x - mu) this
-    torch.addcmul(dout, x_centered, variance_path, value=-1 / m, out=dx)  # dy - x_hat dgamma/m
-    mean_path = torch.mul(k, _per_channel(dbeta, dout)).mul_(-1 / m)    # -k dbeta/m
+    # x_hat dgamma = (x - mu) inv_std^2 sum_i dy_i (x_i - mu): the variance path
+    variance_coefficient = inv_std.square() * _per_channel(centered_dot, dout)
+    torch.addcmul(dout, x_centered, variance_coefficient, value=-1 / m, out=dx)  # dy - x_hat dgamma/m
+    mean_path = torch.mul(k, _per_channel(dbeta, dout)).mul_(-1 / m)    # -k dbeta/m: the mean path
     torch.addcmul(mean_path, dx, k, out=dx)                             # k (dy - x_hat dgamma/m) - k dbeta/m
     dgamma = None if weight is None else centered_dot * inv_std.view(-1)  # sum_i dy_i x_hat_i
     return dx, dgamma, dbeta
@@ -185,9 +186,12 @@ class _BatchNorm(nn.Module):
             self._update_running_stats(mean, var, x.numel() // x.shape[1])
         return out
 
-    @torch.no_grad()
     def _update_running_stats(self, mean, var, m):
-        """running <- (1 - momentum) running + momentum batch, with the UNBIASED m/(m-1) variance."""
+        """running <- (1 - momentum) running + momentum batch, with the UNBIASED m/(m-1) variance.
+
+        ``mean`` and ``var`` carry no gradient (non-differentiable outputs of the Function), so these
+        in-place updates of the buffers record nothing for autograd.
+        """
         self.num_batches_tracked.add_(1)
         momentum = self.momentum
         if momentum is None:  # cumulative average: the t-th batch gets weight 1/t

@@ -86,8 +86,8 @@ def batch_norm_backward(dout, cache):
       which with dx_hat = gamma dy is dx = gamma inv_std (dy - dbeta / m - x_hat dgamma / m).
 
     The gradient has three parts: the direct path, minus what moves the mean, minus what moves the
-    variance. It is orthogonal to 1 and to x_hat per channel: BN's output ignores shifts and scalings
-    of its input.
+    variance. Per channel it sums to 0, because BN's output ignores a shift of its input, and it is
+    orthogonal to x_hat up to the eps term, because the output ignores a scaling too when eps -> 0.
     """
     dout = _as_float_array(dout, "dout")
     x_hat, gamma, inv_std = cache.x_hat, cache.gamma, cache.inv_std
