@@ -14,6 +14,7 @@ import time
 import torch
 
 from .layers import BatchNorm1d, BatchNorm2d
+from .paper_bench import paper_full_seconds, paper_step_speedup_vs_naive
 
 
 def seconds_per_call(call, number):
@@ -56,6 +57,8 @@ def bn_fwd_bwd_ratio_1d():
 BENCHMARKS = {
     "bn_fwd_bwd_ratio_2d": bn_fwd_bwd_ratio_2d,
     "bn_fwd_bwd_ratio_1d": bn_fwd_bwd_ratio_1d,
+    "paper_full_seconds": paper_full_seconds,
+    "paper_step_speedup_vs_naive": paper_step_speedup_vs_naive,
 }
 
 

@@ -131,6 +131,25 @@ def paper_config(**overrides):
     return {**PAPER, **overrides, "eval_momentum": EVAL_MOMENTUM, "eps": EPS, "data": "MNIST"}
 
 
+def compute_paper_experiment(config, progress=True):
+    """Train both networks and evaluate them at the checkpoints, without the cache (see ``run_paper_experiment``)."""
+    from .data import load_mnist
+
+    train_images, train_labels = load_mnist(train=True)
+    test_images, test_labels = load_mnist(train=False)
+    with single_thread():
+        start = time.perf_counter()
+        result = train_two_networks(train_images, train_labels, config["steps"], config["batch_size"],
+                                    config["lr"], config["init_std"], config["seed"], config["checkpoints"],
+                                    progress=progress)
+        result = {key: value.numpy() for key, value in result.items()}
+        result["batch_size"] = np.array(config["batch_size"])
+        result["accuracy"], result["percentiles"] = evaluate_checkpoints(result, test_images, test_labels,
+                                                                         progress=progress)
+        result["seconds"] = np.array(time.perf_counter() - start)
+    return result
+
+
 def run_paper_experiment(progress=True, **overrides):
     """Train both networks and evaluate them at the checkpoints (cached). Defaults: the paper's setup.
 
@@ -140,25 +159,7 @@ def run_paper_experiment(progress=True, **overrides):
     (biased), ``batch_size``, and ``seconds`` the time it took (training and evaluation).
     """
     config = paper_config(**overrides)
-
-    def compute():
-        from .data import load_mnist
-
-        train_images, train_labels = load_mnist(train=True)
-        test_images, test_labels = load_mnist(train=False)
-        with single_thread():
-            start = time.perf_counter()
-            result = train_two_networks(train_images, train_labels, config["steps"], config["batch_size"],
-                                        config["lr"], config["init_std"], config["seed"], config["checkpoints"],
-                                        progress=progress)
-            result = {key: value.numpy() for key, value in result.items()}
-            result["batch_size"] = np.array(config["batch_size"])
-            result["accuracy"], result["percentiles"] = evaluate_checkpoints(result, test_images, test_labels,
-                                                                             progress=progress)
-            result["seconds"] = np.array(time.perf_counter() - start)
-        return result
-
-    return cached("paper_mnist", config, compute)
+    return cached("paper_mnist", config, lambda: compute_paper_experiment(config, progress))
 
 
 def findings(result):

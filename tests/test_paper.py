@@ -52,6 +52,21 @@ def test_the_baselines_sigmoid_inputs_drift_more(facts):
     assert drift["baseline"] > drift["batch norm"]
 
 
+def test_batch_norm_is_ahead_at_every_checkpoint_after_the_start(full_run):
+    accuracy = full_run["accuracy"]
+    assert np.all(accuracy[1:, 1] > accuracy[1:, 0])
+
+
+def test_the_baselines_drift_is_less_than_twice_bns_and_mostly_early(full_run, facts):
+    drift = facts["drift"]
+    assert drift["baseline"] < 2 * drift["batch norm"]
+    medians = full_run["percentiles"][:, 0, 1]  # the baseline's medians, (checkpoints, units)
+    at_10k = int(np.searchsorted(full_run["steps"], 10_000))
+    early = np.abs(medians[at_10k] - medians[0]).mean()
+    late = np.abs(medians[-1] - medians[at_10k]).mean()
+    assert early > late
+
+
 def test_percentile_bands_are_ordered(full_run):
     low, median, high = (full_run["percentiles"][:, :, k] for k in range(3))
     assert np.all(low <= median) and np.all(median <= high)

@@ -58,3 +58,5 @@ from .ema import ema_explorer
 from .gamma_beta import gamma_beta_explorer
 from .learning_rate import learning_rate_explorer
 from .batch_noise import batch_noise_explorer
+from .momentum import momentum_explorer
+from .batch_size import batch_size_explorer

@@ -1,0 +1,125 @@
+"""Momentum explorer: the running statistics of the paper's MNIST run, replayed for any momentum.
+
+Training is the same for every momentum: the BN network normalizes each batch with its own statistics,
+and the running averages are only read at inference. So one training run (``run_paper_experiment``,
+which records every step's batch mean and variance) serves every momentum: the slider replays the
+running averages (``bnlib.paper.running_at_checkpoints``) and evaluates the network in eval mode with
+them. Everything that does not depend on the momentum (the first layer's products on the test images,
+the weights at the checkpoints, the population statistics) is computed once, before the first draw.
+"""
+
+import numpy as np
+import torch
+from ipywidgets import FloatLogSlider, IntSlider, Layout
+from matplotlib.figure import Figure
+
+from . import Explorer
+from ..fast_trainer import single_thread
+from ..paper import inference_layers, inference_pass, run_paper_experiment, running_at_checkpoints, stack_network
+from ..plots import STEP_TICKS
+from ..running_stats import population_statistics
+
+LAYER = 2  # the last hidden layer, as in Figure 1
+TRACE_EVERY = 50  # steps between the plotted points of the running averages
+
+
+class MomentumReplay:
+    """Everything about the run that does not depend on the momentum, and ``replay(momentum, unit)``.
+
+    The eval-mode accuracy is measured at every ``checkpoint_every``-th checkpoint on the first
+    ``test_examples`` test images, so that one replay stays well under 100 ms.
+    """
+
+    def __init__(self, result, test_images, test_labels, checkpoint_every=5, test_examples=1000):
+        self.batch_size = int(result["batch_size"])
+        self.steps = result["steps"]
+        self.every = int(self.steps[1] - self.steps[0])
+        self.batch_mean = np.asarray(result["batch_mean"])
+        self.unbiased_var = np.asarray(result["batch_var"]) * (self.batch_size / (self.batch_size - 1))
+        self.picked = np.arange(0, len(self.steps), checkpoint_every)  # the checkpoints evaluated on each draw
+        self.network = stack_network(result["parameters"][self.picked], net=1)
+        self.first_products = test_images[:test_examples] @ self.network["weights"][0]  # x W_1, per checkpoint
+        self.test_labels = test_labels[:test_examples]
+        # Algorithm 2 over the batches between consecutive checkpoints: E[mu_B], m/(m-1) E[sigma_B^2].
+        blocks = lambda values: values.reshape(-1, self.every, *values.shape[1:]).swapaxes(0, 1)  # noqa: E731
+        self.population_mean, self.population_var = population_statistics(
+            blocks(self.batch_mean), blocks(np.asarray(result["batch_var"])), self.batch_size)
+        after_start = self.picked[1:]  # no batches before step 0, hence no population statistics there
+        self.population_accuracy = self.accuracy(self.population_mean[after_start - 1],
+                                                 self.population_var[after_start - 1], rows=slice(1, None))
+
+    def accuracy(self, running_mean, running_var, rows=slice(None)):
+        """Eval-mode test accuracy at the picked checkpoints ``rows``, normalizing with the given statistics."""
+        network = {key: [value[rows] for value in values] for key, values in self.network.items()}
+        _, logits = inference_pass(self.first_products[rows], inference_layers(network, running_mean, running_var))
+        return (logits.argmax(2) == self.test_labels).to(torch.float64).mean(1).numpy()
+
+    def replay(self, momentum, unit):
+        """Running mean and variance of ``unit`` every TRACE_EVERY steps, and the eval accuracy at the picked checkpoints."""
+        trace_mean = running_at_checkpoints(self.batch_mean[:, LAYER, unit], momentum, TRACE_EVERY, 0.0)
+        trace_var = running_at_checkpoints(self.unbiased_var[:, LAYER, unit], momentum, TRACE_EVERY, 1.0)
+        running_mean = running_at_checkpoints(self.batch_mean, momentum, self.every, 0.0)[self.picked]
+        running_var = running_at_checkpoints(self.unbiased_var, momentum, self.every, 1.0)[self.picked]
+        return trace_mean, trace_var, self.accuracy(running_mean, running_var)
+
+
+def momentum_explorer(result=None, momentum=0.1, unit=0):
+    """A log slider for momentum (0.001 to 1) and a unit slider; plots running vs population statistics and accuracy."""
+    from ..data import load_mnist
+
+    result = run_paper_experiment() if result is None else result
+    with single_thread():
+        replay = MomentumReplay(result, *load_mnist(train=False))
+    steps = replay.steps
+    trace_steps = np.arange(0, len(replay.batch_mean) + 1, TRACE_EVERY)
+    figure = Figure(figsize=(13, 3.6))
+    figure.subplots_adjust(left=0.06, right=0.99, bottom=0.15, top=0.9, wspace=0.3)  # fixed: faster redraws
+    axes = figure.subplots(1, 3)
+    running_lines, population_lines = [], []
+    for ax, name in zip(axes[:2], ("mean", "variance")):
+        running_lines.append(ax.plot([], [], color="tab:red", label="running")[0])
+        population_lines.append(ax.plot([], [], color="black", linestyle=":", marker=".", markersize=3,
+                                        label="population (Alg. 2)")[0])
+        ax.set_ylabel(f"{name} of u W (BN input)")
+        ax.legend(loc="upper right", fontsize=8)
+    accuracy_line = axes[2].plot(steps[replay.picked], np.zeros(len(replay.picked)), color="tab:red", marker="o",
+                                 markersize=3, label="running statistics")[0]
+    axes[2].plot(steps[replay.picked[1:]], replay.population_accuracy, color="black", linestyle=":",
+                 label="population statistics")
+    axes[2].set_ylabel(f"accuracy, {len(replay.test_labels)} test images")
+    axes[2].set_ylim(0, 1)
+    axes[2].legend(loc="lower right", fontsize=8)
+    for ax in axes:
+        ax.xaxis.set_major_formatter(STEP_TICKS)
+        ax.set_xlabel("training step")
+        ax.grid(alpha=0.3)
+
+    def draw(momentum, unit):
+        with single_thread():
+            trace_mean, trace_var, accuracy = replay.replay(momentum, unit)
+        for line, population_line, trace, population in zip(
+                running_lines, population_lines, (trace_mean, trace_var), (replay.population_mean, replay.population_var)):
+            line.set_data(trace_steps, trace)
+            line.axes.set_title(f"last hidden layer, unit {unit}", fontsize=10)
+            population_line.set_data(steps[1:], population[:, LAYER, unit])
+            both = np.concatenate([trace, population[:, LAYER, unit]])
+            low, high = np.percentile(both, [0.5, 99.5])  # ignore the first steps' climb from 0 and 1
+            margin = 0.1 * (high - low) + 1e-6
+            line.axes.set_ylim(low - margin, high + margin)
+            line.axes.set_xlim(0, steps[-1])
+        accuracy_line.set_ydata(accuracy)
+        axes[2].set_title(f"eval mode, momentum {momentum:.3g}", fontsize=10)
+        text = (f"momentum {momentum:.3g}: final eval-mode accuracy {accuracy[-1]:.2%} with the running "
+                f"statistics, {replay.population_accuracy[-1]:.2%} with population statistics. Training is "
+                f"identical for every momentum (one run, replayed); only the statistics used at inference change. "
+                f"Accuracy on the first {len(replay.test_labels)} test images at {len(replay.picked)} checkpoints.")
+        return figure, text
+
+    controls = {
+        "momentum": FloatLogSlider(value=momentum, base=10, min=-3, max=0, step=0.05, description="momentum",
+                                   readout_format=".3g", continuous_update=False, layout=Layout(width="45%")),
+        "unit": IntSlider(value=unit, min=0, max=99, description="unit", continuous_update=False),
+    }
+    explorer = Explorer(controls, draw)
+    explorer.replay = replay
+    return explorer

@@ -1,0 +1,87 @@
+"""The momentum and batch-size explorers of the MNIST chapter: extremes do not break them, and they show what they claim."""
+
+import numpy as np
+import pytest
+
+from bnlib import paper, widgets
+from bnlib.widgets.batch_size import BATCH_SIZES
+
+
+@pytest.fixture(scope="module")
+def momentum():
+    return widgets.momentum_explorer()
+
+
+def test_momentum_slider_spans_a_thousandth_to_one(momentum):
+    slider = momentum.controls["momentum"]
+    assert 10 ** slider.min == pytest.approx(0.001) and 10 ** slider.max == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("exponent", ["min", "max"])
+def test_momentum_explorer_at_the_ends_of_the_slider(momentum, exponent):
+    before = momentum.image.value
+    slider = momentum.controls["momentum"]
+    slider.value = 10 ** getattr(slider, exponent)
+    assert momentum.error is None
+    assert momentum.image.value != before
+    momentum.controls["unit"].value = 99
+    assert momentum.error is None
+
+
+@pytest.mark.parametrize("value", [0.0, 1.0])
+def test_momentum_zero_and_one_draw(momentum, value):
+    figure, text = momentum.draw(momentum=value, unit=0)
+    assert f"momentum {value:.3g}" in text
+
+
+def test_momentum_changes_inference_only(momentum):
+    """Momentum 0 never updates the running statistics (0 and 1): eval mode is then far worse than with
+    population statistics, while the replay with torch's 0.1 stays within a point of them."""
+    replay = momentum.replay
+    _, _, frozen = replay.replay(0.0, 0)
+    _, _, default = replay.replay(0.1, 0)
+    assert frozen[-1] < replay.population_accuracy[-1] - 0.1
+    assert abs(default[-1] - replay.population_accuracy[-1]) < 0.01
+
+
+def test_a_tiny_momentum_lags_early_in_training(momentum):
+    replay = momentum.replay
+    _, _, lagging = replay.replay(0.001, 0)
+    assert replay.steps[replay.picked[1]] == 2_500
+    assert lagging[1] < replay.population_accuracy[0] - 0.02
+
+
+def test_momentum_one_follows_the_last_batch(momentum):
+    replay = momentum.replay
+    trace_mean, _, _ = replay.replay(1.0, 7)
+    np.testing.assert_allclose(trace_mean[1:], replay.batch_mean[49::50, 2, 7], rtol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def batch_size():
+    return widgets.batch_size_explorer()
+
+
+def test_batch_size_choices(batch_size):
+    assert set(BATCH_SIZES) >= {2, 4, 8, 16, 32, 60, 128, 256}
+    assert tuple(batch_size.controls["batch_size"].options) == BATCH_SIZES
+
+
+@pytest.mark.parametrize("size", [2, 256])
+def test_batch_size_explorer_at_the_extremes(batch_size, size):
+    before = batch_size.image.value
+    batch_size.controls["batch_size"].value = size
+    assert batch_size.error is None
+    assert batch_size.image.value != before
+    assert f"batch size {size}" in batch_size.readout.value
+
+
+def test_small_batches_hurt_batch_norm():
+    """At batch size 2 the batch statistics are mostly noise: BN's lead shrinks to under half, its bands drift more."""
+    tiny = paper.findings(paper.run_paper_experiment(batch_size=2, steps=3_000, checkpoints=30, progress=False))
+    usual = paper.findings(paper.run_paper_experiment(batch_size=60, steps=3_000, checkpoints=30, progress=False))
+    print("batch 2:", tiny["final_accuracy"], "batch 60:", usual["final_accuracy"])
+    lead = {name: facts["final_accuracy"]["batch norm"] - facts["final_accuracy"]["baseline"]
+            for name, facts in (("tiny", tiny), ("usual", usual))}
+    assert lead["tiny"] < 0.5 * lead["usual"]
+    assert tiny["drift"]["batch norm"] > usual["drift"]["batch norm"]
