@@ -43,20 +43,23 @@ def bn_forward_tensor(x, weight, bias, eps):
     Per channel, in two passes: mu = mean(x), then var = mean((x - mu)^2), which has no
     E[x^2] - E[x]^2 cancellation. out = (x - mu) * (gamma / sqrt(var + eps)) + beta: centering before
     scaling keeps float32 accurate when the mean dwarfs the spread, where folding mu into the shift
-    would cancel catastrophically. The squares are formed in the buffer that then receives ``out``.
+    would cancel catastrophically.
     """
     dims = _reduce_dims(x)
+    n, channels = x.shape[:2]
     mean = x.mean(dims, keepdim=True)                                   # mu = 1/m sum x_i
     x_centered = x - mean                                               # x - mu
-    out = torch.mul(x_centered, x_centered)                             # scratch: (x - mu)^2
-    var = out.mean(dims, keepdim=True)                                  # var = 1/m sum (x - mu)^2
+    # sum_i (x_i - mu)^2 as squared norms per sample and channel, summed over the batch: a reduction
+    # that reads x - mu once and writes no full-size temporary.
+    norms = torch.linalg.vector_norm(x_centered.reshape(n, channels, -1), dim=2)
+    var = norms.square_().sum(0).div_(x.numel() // channels)            # var = 1/m sum (x - mu)^2
     inv_std = (var + eps).rsqrt_()                                      # (var + eps)^(-1/2)
-    scale = inv_std if weight is None else inv_std * _per_channel(weight, x)  # gamma inv_std
+    scale = inv_std if weight is None else inv_std * weight             # gamma inv_std
     if bias is None:
-        torch.mul(x_centered, scale, out=out)
+        out = x_centered * _per_channel(scale, x)
     else:
-        torch.addcmul(_per_channel(bias, x), x_centered, scale, out=out)  # beta + (x - mu) gamma inv_std
-    return out, Saved(x_centered, inv_std, weight, mean.view(-1), var.view(-1))
+        out = torch.addcmul(_per_channel(bias, x), x_centered, _per_channel(scale, x))  # beta + (x - mu) scale
+    return out, Saved(x_centered, _per_channel(inv_std, x), weight, mean.view(-1), var)
 
 
 def bn_backward_tensor(dout, saved):
