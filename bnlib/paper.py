@@ -6,6 +6,19 @@ minute for the paper's 50,000 steps), then evaluates both at every checkpoint in
 unit's sigmoid INPUT (Figure 1b, c plot the input, not the sigmoid's output). Results are cached by
 their full configuration.
 
+The paper leaves some choices open. Ours:
+
+- initial weights N(0, 0.01^2), biases 0, ``gamma`` 1, ``beta`` 0 ("small random Gaussian values"). With
+  this scale the baseline starts with tiny pre-activations and has to grow its weights, so its sigmoid
+  inputs move a lot early in training, as in the paper's Figure 1b. With N(0, 0.1^2) (checked with a
+  plain torch loop: 98.3% against 97.7% final accuracy) the drift of the two networks differs less.
+- plain SGD with learning rate 0.5 on the batch's mean cross-entropy; no momentum, no weight decay.
+  Both networks train with it; the baseline does not diverge and the BN network does not stall.
+- both networks start from the same weights and see the same mini-batches in the same order.
+- test accuracy and the sigmoid inputs are measured at evenly spaced checkpoints, in inference mode: the
+  BN network normalizes with running statistics (PyTorch's default momentum 0.1) replayed from the
+  batch statistics recorded at every step.
+
 Inference mode: the BN network normalizes with running statistics, PyTorch's convention and default
 momentum 0.1, ``running = (1 - momentum) running + momentum batch`` with the unbiased batch variance.
 They are not kept during training: the trainer records every step's batch mean and variance, and
@@ -72,7 +85,7 @@ def stack_network(parameters, net):
     """
     views = [parameter_views(flat) for flat in torch.as_tensor(np.asarray(parameters))]
     layers = range(len(WIDTHS) - 1)
-    network = {"weights": [torch.stack([v[0][layer][:, net] for v in views]) for layer in layers],
+    network = {"weights": [torch.stack([v[0][layer][net] for v in views]) for layer in layers],
                "shifts": [torch.stack([v[1][layer][net] for v in views]).unsqueeze(1) for layer in layers]}
     if net == 1:
         network["gammas"] = [torch.stack([v[2][layer] for v in views]).unsqueeze(1) for layer in layers[:-1]]

@@ -87,7 +87,6 @@ def momentum_explorer(result=None, momentum=0.1, unit=0):
     axes[2].plot(steps[replay.picked[1:]], replay.population_accuracy, color="black", linestyle=":",
                  label="population statistics")
     axes[2].set_ylabel(f"accuracy, {len(replay.test_labels)} test images")
-    axes[2].set_ylim(0, 1)
     axes[2].legend(loc="lower right", fontsize=8)
     for ax in axes:
         ax.xaxis.set_major_formatter(STEP_TICKS)
@@ -108,6 +107,8 @@ def momentum_explorer(result=None, momentum=0.1, unit=0):
             line.axes.set_ylim(low - margin, high + margin)
             line.axes.set_xlim(0, steps[-1])
         accuracy_line.set_ydata(accuracy)
+        lowest = min(accuracy[1:].min(), replay.population_accuracy.min())  # step 0 is chance for any momentum
+        axes[2].set_ylim(max(0.0, lowest - 0.02), 1.0)
         axes[2].set_title(f"eval mode, momentum {momentum:.3g}", fontsize=10)
         text = (f"momentum {momentum:.3g}: final eval-mode accuracy {accuracy[-1]:.2%} with the running "
                 f"statistics, {replay.population_accuracy[-1]:.2%} with population statistics. Training is "
