@@ -60,11 +60,12 @@ def test_batch_norm_is_ahead_at_every_checkpoint_after_the_start(full_run):
 def test_the_baselines_drift_is_less_than_twice_bns_and_mostly_early(full_run, facts):
     drift = facts["drift"]
     assert drift["baseline"] < 2 * drift["batch norm"]
-    medians = full_run["percentiles"][:, 0, 1]  # the baseline's medians, (checkpoints, units)
     at_10k = int(np.searchsorted(full_run["steps"], 10_000))
-    early = np.abs(medians[at_10k] - medians[0]).mean()
-    late = np.abs(medians[-1] - medians[at_10k]).mean()
-    assert early > late
+    medians = full_run["percentiles"][:, :, 1]  # (checkpoints, network, units)
+    early = np.abs(medians[at_10k] - medians[0]).mean(axis=-1)  # per network, averaged over units
+    late = np.abs(medians[-1] - medians[at_10k]).mean(axis=-1)
+    assert early[0] > late[0]  # the baseline moves mostly before step 10,000
+    assert early[1] < 0.5 * early[0]  # and much more than the BN network moves then
 
 
 def test_percentile_bands_are_ordered(full_run):
