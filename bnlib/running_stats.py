@@ -20,7 +20,7 @@ def ema_update(running, batch, momentum):
     running + momentum (batch - running) in one kernel (exact at momentum 0 and 1).
     """
     momentum = check_momentum(momentum, allow_none=False)
-    if isinstance(running, torch.Tensor):
+    if isinstance(running, torch.Tensor) and isinstance(batch, torch.Tensor):
         return torch.lerp(running, batch, momentum)
     return (1 - momentum) * running + momentum * batch
 
