@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from ipywidgets import FloatLogSlider, IntSlider, Layout
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator, MultipleLocator
 
 from . import Explorer
 from ..fast_trainer import single_thread
@@ -81,17 +82,19 @@ def momentum_explorer(result=None, momentum=0.1, unit=0):
         population_lines.append(ax.plot([], [], color="black", linestyle=":", marker=".", markersize=3,
                                         label="population (Alg. 2)")[0])
         ax.set_ylabel(f"{name} of u W (BN input)")
-        ax.legend(loc="upper right", fontsize=8)
+    axes[0].legend(loc="upper right", fontsize=8)
     accuracy_line = axes[2].plot(steps[replay.picked], np.zeros(len(replay.picked)), color="tab:red", marker="o",
                                  markersize=3, label="running statistics")[0]
     axes[2].plot(steps[replay.picked[1:]], replay.population_accuracy, color="black", linestyle=":",
                  label="population statistics")
     axes[2].set_ylabel(f"accuracy, {len(replay.test_labels)} test images")
     axes[2].legend(loc="lower right", fontsize=8)
-    for ax in axes:
+    for ax in axes:  # few ticks and labels: rendering text is most of the time of a redraw
+        ax.xaxis.set_major_locator(MultipleLocator(25_000))
         ax.xaxis.set_major_formatter(STEP_TICKS)
-        ax.set_xlabel("training step")
+        ax.yaxis.set_major_locator(MaxNLocator(4))
         ax.grid(alpha=0.3)
+    axes[1].set_xlabel("training step (one run, replayed for every momentum)")
 
     def draw(momentum, unit):
         with single_thread():
