@@ -1,0 +1,21 @@
+"""The package's face: the public names, and an import that stays light."""
+
+import subprocess
+import sys
+
+import bnlib
+
+PUBLIC = ["BatchNorm1d", "BatchNorm2d", "batch_norm_train", "batch_norm_forward", "batch_norm_backward",
+          "ema_update", "keras_to_torch_momentum", "population_statistics", "replay_ema"]
+
+
+def test_public_names_are_exported():
+    assert sorted(bnlib.__all__) == sorted(PUBLIC)
+    assert all(callable(getattr(bnlib, name)) for name in PUBLIC)
+
+
+def test_import_does_not_load_plotting_datasets_or_scipy_signal():
+    code = ("import sys, bnlib; print(sorted(m for m in ('torchvision', 'matplotlib', 'scipy.signal') "
+            "if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"
