@@ -6,7 +6,7 @@ on a moving target. Each choice runs ``run_paper_experiment`` with fewer steps (
 a few seconds to a minute) and caches it, so coming back to a batch size is instant.
 """
 
-from ipywidgets import Dropdown
+from ipywidgets import Dropdown, Output
 
 from . import Explorer
 from ..paper import findings, run_paper_experiment
@@ -19,8 +19,12 @@ SHORT_RUN = {"steps": 3_000, "checkpoints": 30}
 def batch_size_explorer(batch_size=60, steps=SHORT_RUN["steps"], checkpoints=SHORT_RUN["checkpoints"]):
     """Pick a batch size; see both networks' accuracy and a typical unit's sigmoid-input percentiles."""
 
+    progress = Output()  # the training's progress bar shows here, under the plot
+
     def draw(batch_size):
-        result = run_paper_experiment(batch_size=batch_size, steps=steps, checkpoints=checkpoints)
+        progress.clear_output()
+        with progress:
+            result = run_paper_experiment(batch_size=batch_size, steps=steps, checkpoints=checkpoints)
         facts = findings(result)
         figure, _ = figure1(result, facts)
         figure.suptitle(f"batch size {batch_size}, {steps:,} steps", fontsize=10)
@@ -31,4 +35,6 @@ def batch_size_explorer(batch_size=60, steps=SHORT_RUN["steps"], checkpoints=SHO
         return figure, text
 
     controls = {"batch_size": Dropdown(options=BATCH_SIZES, value=batch_size, description="batch size")}
-    return Explorer(controls, draw)
+    explorer = Explorer(controls, draw)
+    explorer.children = (*explorer.children, progress)
+    return explorer
