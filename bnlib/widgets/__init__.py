@@ -53,10 +53,9 @@ class Explorer(widgets.VBox):
             self.readout.value = f"<pre>{html.escape(traceback.format_exc())}</pre>"
             self.readout.add_class("bn-error")
 
-
-from .ema import ema_explorer
-from .gamma_beta import gamma_beta_explorer
 from .learning_rate import learning_rate_explorer
-from .batch_noise import batch_noise_explorer
+from .gamma_beta import gamma_beta_explorer
+from .ema import ema_explorer
 from .momentum import momentum_explorer
 from .batch_size import batch_size_explorer
+from .batch_noise import batch_noise_explorer
