@@ -209,7 +209,8 @@ def run_all(page, timeout):
             if (cell.type !== 'code') continue;
             if (!cell.executionCount) outcome.unrun.push(i);
             for (const output of cell.outputs.toJSON())
-                if (output.output_type === 'error') outcome.errors.push(`cell ${i}: ${output.ename}: ${output.evalue}`);
+                if (output.output_type === 'error')
+                    outcome.errors.push(`cell ${i}: ${output.ename}: ${output.evalue}`);
         }
         return outcome;
     }""")
@@ -236,16 +237,17 @@ def state(explorer):
     return explorer.locator(".bn-readout").inner_text(), plot_digest(explorer)
 
 
-def settle(explorer, quiet, timeout=120):
-    """Wait until the explorer shows the same thing for a second and ``quiet()`` (kernel idle) holds:
-    during a drag the callback lags the control."""
+def settle(explorer, idle, timeout=120):
+    """Wait until the explorer has shown the same thing for a while and ``idle()`` (the kernel is idle)
+    holds: during a drag the callback lags the control. Without a view of the kernel (Voila), wait longer."""
+    quiet_for = 0.5 if idle else 2.0
     last = {"state": None, "since": time.monotonic()}
 
     def steady():
         now = state(explorer)
         if now != last["state"]:
             last.update(state=now, since=time.monotonic())
-        return time.monotonic() - last["since"] > 1.0 and quiet() and now
+        return time.monotonic() - last["since"] > quiet_for and (idle is None or idle()) and now
 
     return wait_for(steady, timeout, lambda: f"the explorer kept changing for {timeout} s")
 
@@ -261,13 +263,12 @@ def describe(control):
 
 
 def drag_slider(page, control):
-    """Drag the noUi handle a quarter of the track towards the far side."""
+    """Drag the noUi handle to a quarter of the track from the far end (snaps even with two options)."""
     handle = control.locator(".noUi-handle").first
     handle.scroll_into_view_if_needed()
     grip, track = handle.bounding_box(), control.locator(".noUi-target").first.bounding_box()
     x, y = grip["x"] + grip["width"] / 2, grip["y"] + grip["height"] / 2
-    middle = track["x"] + track["width"] / 2
-    target = x + (track["width"] / 4 if x < middle else -track["width"] / 4)
+    target = track["x"] + track["width"] * (0.75 if x < track["x"] + track["width"] / 2 else 0.25)
     page.mouse.move(x, y)
     page.mouse.down()
     page.mouse.move(target, y, steps=10)
@@ -285,9 +286,8 @@ def press_slider(page, control):
 def pick_other_option(page, control):
     """Select a different option of a dropdown (the next one, or the first at the end)."""
     select = control.locator("select").first
-    options = select.locator("option").all_inner_texts()
     current = select.evaluate("s => s.selectedIndex")
-    select.select_option(index=(current + 1) % len(options))
+    select.select_option(index=(current + 1) % select.locator("option").count())
 
 
 def click_other_button(page, control):
@@ -302,7 +302,7 @@ def moves(control):
     """How to move a control, as (description, action) pairs: sliders by drag and by keyboard."""
     kind = control.get_attribute("class") or ""
     if "widget-slider" in kind:
-        return [("drag", drag_slider), ("ArrowRight", press_slider)]
+        return [("drag", drag_slider), ("keyboard", press_slider)]
     if "widget-dropdown" in kind:
         return [("select another option", pick_other_option)]
     if "widget-toggle-buttons" in kind:
@@ -313,11 +313,14 @@ def moves(control):
                          "teach tests/browser.py (`moves`)")
 
 
-def exercise(page, explorer, name, quiet, screenshots, timeout=120):
-    """Move every control of an explorer in each way a learner would; after each move the readout and
-    the plot must change and no error may show. Writes a screenshot of the explorer after each move."""
+def exercise(page, explorer, name, screenshots, idle=None, timeout=120):
+    """Move every control of an explorer in each way a learner would; after each move the plot must
+    change, and no error may show. The readout must change too when the first control moves (the one it
+    reports; a secondary control, such as the unit shown, may leave it alone). Writes a screenshot of
+    the explorer after each move. ``idle()`` tells whether the notebook's kernel is idle, when the
+    server lets us know."""
     explorer.scroll_into_view_if_needed()
-    before = settle(explorer, quiet, timeout)
+    before = settle(explorer, idle, timeout)
     found = controls(explorer)
     assert found, f"{name} has no controls"
     for number, control in enumerate(found, 1):
@@ -325,8 +328,8 @@ def exercise(page, explorer, name, quiet, screenshots, timeout=120):
             what = f"{name}, control {describe(control)!r} moved by {how}"
             move(page, control)
             try:
-                wait_for_change(page, explorer, before, what, timeout)
-                before = settle(explorer, quiet, timeout)
+                wait_for_change(page, explorer, before, what, timeout, readout_too=number == 1)
+                before = settle(explorer, idle, timeout)
                 assert_no_errors(page, what)
             finally:
                 explorer.screenshot(path=screenshots / f"{name} control {number} {how}.png".replace(" ", "_"))
@@ -337,12 +340,13 @@ def assert_no_errors(page, what):
     assert not errors, f"{what}: an error shows on the page:\n" + "\n".join(errors)
 
 
-def wait_for_change(page, explorer, before, what, timeout):
-    """Wait until both the readout and the plot differ from ``before``; fail at once on an error."""
+def wait_for_change(page, explorer, before, what, timeout, readout_too):
+    """Wait until the plot, and the readout if ``readout_too``, differ from ``before``; fail at once on
+    an error."""
     def changed():
         assert_no_errors(page, what)
         now = state(explorer)
-        return now[0] != before[0] and now[1] != before[1] and now
+        return (now[0] != before[0] or not readout_too) and now[1] != before[1] and now
 
     def what_happened():
         readout, plot = state(explorer)
