@@ -189,6 +189,8 @@ def test_bad_settings_are_refused_clearly():
     images, labels = tiny_data(50)
     with pytest.raises(ValueError, match="multiple of checkpoints"):
         fast_trainer.train_two_networks(images, labels, 10, 8, 0.5, 0.1, 0, 3, progress=False)
+    with pytest.raises(ValueError, match="multiple of checkpoints"):
+        fast_trainer.train_two_networks(images, labels, 10, 8, 0.5, 0.1, 0, 0, progress=False)
     with pytest.raises(ValueError, match="at least 2"):
         fast_trainer.train_two_networks(images, labels, 10, 1, 0.5, 0.1, 0, 2, progress=False)
 
