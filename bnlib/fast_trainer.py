@@ -233,7 +233,8 @@ def train_two_networks(images, labels, steps, batch_size, lr, init_std, seed, ch
     from tqdm.auto import tqdm
 
     if checkpoints < 1 or steps % checkpoints:
-        raise ValueError(f"steps ({steps}) must be a positive multiple of checkpoints ({checkpoints}) so they are evenly spaced")
+        raise ValueError(f"steps ({steps}) must be a positive multiple of checkpoints ({checkpoints}), "
+                         f"so that the checkpoints are evenly spaced")
     if batch_size < 2:
         raise ValueError(f"batch_size must be at least 2 for batch norm in training, got {batch_size}")
     dtype = images.dtype

@@ -84,4 +84,5 @@ FIGURES = {"mnist_fig1": make_mnist_fig1}
 def checkpoint_table(result, every=10):
     """Rows (step, baseline accuracy, BN accuracy) every ``every`` checkpoints, for a quick printed look."""
     rows = np.column_stack([result["steps"], result["accuracy"]])[::every]
-    return "\n".join(f"step {int(step):>6}: accuracy without BN {base:.4f}, with BN {bn:.4f}" for step, base, bn in rows)
+    return "\n".join(f"step {int(step):>6}: accuracy without BN {base:.4f}, with BN {bn:.4f}"
+                     for step, base, bn in rows)

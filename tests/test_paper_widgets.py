@@ -1,4 +1,4 @@
-"""The momentum and batch-size explorers of the MNIST chapter: extremes do not break them, and they show what they claim."""
+"""The MNIST chapter's momentum and batch-size explorers: extremes do not break them; they show what they claim."""
 
 import numpy as np
 import pytest

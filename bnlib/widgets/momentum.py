@@ -56,7 +56,7 @@ class MomentumReplay:
         return (logits.argmax(2) == self.test_labels).to(torch.float64).mean(1).numpy()
 
     def replay(self, momentum, unit):
-        """Running mean and variance of ``unit`` every TRACE_EVERY steps, and the eval accuracy at the picked checkpoints."""
+        """Running mean and variance of ``unit`` every TRACE_EVERY steps; eval accuracy at the picked checkpoints."""
         trace_mean = running_at_checkpoints(self.batch_mean[:, LAYER, unit], momentum, TRACE_EVERY, 0.0)
         trace_var = running_at_checkpoints(self.unbiased_var[:, LAYER, unit], momentum, TRACE_EVERY, 1.0)
         running_mean = running_at_checkpoints(self.batch_mean, momentum, self.every, 0.0)[self.picked]
@@ -65,7 +65,7 @@ class MomentumReplay:
 
 
 def momentum_explorer(result=None, momentum=0.1, unit=0):
-    """A log slider for momentum (0.001 to 1) and a unit slider; plots running vs population statistics and accuracy."""
+    """Log slider for momentum (0.001 to 1), slider for the unit; running vs population statistics, accuracy."""
     from ..data import load_mnist
 
     result = run_paper_experiment() if result is None else result
@@ -99,8 +99,9 @@ def momentum_explorer(result=None, momentum=0.1, unit=0):
     def draw(momentum, unit):
         with single_thread():
             trace_mean, trace_var, accuracy = replay.replay(momentum, unit)
-        for line, population_line, trace, population in zip(
-                running_lines, population_lines, (trace_mean, trace_var), (replay.population_mean, replay.population_var)):
+        populations = (replay.population_mean, replay.population_var)
+        for line, population_line, trace, population in zip(running_lines, population_lines,
+                                                            (trace_mean, trace_var), populations):
             line.set_data(trace_steps, trace)
             line.axes.set_title(f"last hidden layer, unit {unit}", fontsize=10)
             population_line.set_data(steps[1:], population[:, LAYER, unit])
