@@ -36,20 +36,19 @@ def accuracy_curves(ax, steps, accuracy, networks=("baseline", "batch norm")):
     ax.grid(alpha=0.3)
 
 
-def figure1(result, facts, first_step=0):
+def figure1(result, facts):
     """The paper's Figure 1 from ``run_paper_experiment()`` and its ``findings``; returns (Figure, plotted numbers)."""
     steps, accuracy, percentiles = result["steps"], result["accuracy"], result["percentiles"]
-    shown = steps >= first_step
     figure = Figure(figsize=(13, 3.8), layout="constrained")
     axes = figure.subplots(1, 3, gridspec_kw={"width_ratios": [1.2, 1, 1]})
-    accuracy_curves(axes[0], steps[shown], accuracy[shown])
-    axes[0].set_ylim(max(0.7, float(accuracy[shown].min()) - 0.01), 1.0)
+    accuracy_curves(axes[0], steps, accuracy)
+    axes[0].set_ylim(max(0.0, min(0.7, float(accuracy[-1].min()) - 0.05)), 1.0)  # the paper shows 0.7 to 1
     axes[0].set_title("(a) test accuracy")
     units = facts["typical_unit"]
     bands = {}
     for net, (ax, name, letter) in enumerate(zip(axes[1:], ("baseline", "batch norm"), "bc")):
-        p15, p50, p85 = percentiles[shown, net, :, units[name]].T
-        percentile_bands(ax, steps[shown], p15, p50, p85, color=COLORS[name])
+        p15, p50, p85 = percentiles[:, net, :, units[name]].T
+        percentile_bands(ax, steps, p15, p50, p85, color=COLORS[name])
         ax.set_title(f"({letter}) {LABELS[name]}: unit {units[name]}, drift {facts['drift'][name]:.2f}")
         ax.set_ylabel("sigmoid input, percentiles 15/50/85")
         ax.grid(alpha=0.3)
@@ -58,7 +57,7 @@ def figure1(result, facts, first_step=0):
     high = max(ax.get_ylim()[1] for ax in axes[1:])
     for ax in axes[1:]:
         ax.set_ylim(low, high)  # same scale, so the two panels compare at a glance
-    data = {"steps": steps[shown], "accuracy": {name: accuracy[shown, net] for net, name in enumerate(LABELS)},
+    data = {"steps": steps, "accuracy": {name: accuracy[:, net] for net, name in enumerate(LABELS)},
             "sigmoid_input_percentiles": bands, **facts}
     return figure, data
 
