@@ -73,7 +73,9 @@ def screenshots(tmp_path):
 @contextmanager
 def kept_on_failure(page, folder, name, server):
     """On failure: a full-page screenshot and the server log join the explorer screenshots in
-    ``test-artifacts/<name>/``."""
+    ``test-artifacts/<name>/`` (cleared first, so what is there belongs to the last run)."""
+    kept = ROOT / "test-artifacts" / name
+    shutil.rmtree(kept, ignore_errors=True)
     try:
         yield
     except BaseException:
@@ -81,8 +83,6 @@ def kept_on_failure(page, folder, name, server):
             page.screenshot(path=folder / "page.png", full_page=True)
         finally:
             shutil.copy(server.log, folder / "server.log")
-            kept = ROOT / "test-artifacts" / name
-            shutil.rmtree(kept, ignore_errors=True)
             shutil.copytree(folder, kept)
         raise
 
