@@ -25,8 +25,8 @@ from matplotlib.figure import Figure
 
 from .cache import cached
 from .data import load_mnist
-from .inference import one_thread
 from .models import paper_mlp
+from .training import small_model_settings
 
 PERCENTILES = (15, 50, 85)
 DRIFT_CONFIG = {"steps": 3000, "batch_size": 60, "lr": 2.0, "init_std": 0.01, "seed": 0, "record_every": 25,
@@ -88,7 +88,7 @@ def drift_run(progress=True, **overrides):
     config = {**DRIFT_CONFIG, **overrides}
     if config["steps"] % config["record_every"]:
         raise ValueError("steps must be a multiple of record_every, so the last step is recorded")
-    with one_thread():
+    with small_model_settings():
         return cached("hidden_input_drift", config, lambda: train_and_record(**config, progress=progress))
 
 

@@ -25,7 +25,6 @@ first layer's forward and weight gradient alone, about 0.26 ms), which caps this
 """
 
 import math
-from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -36,23 +35,6 @@ from .models import paper_mlp
 WIDTHS = (784, 100, 100, 100, 10)
 NETWORKS = ("baseline", "batch norm")
 EPS = 1e-5
-
-
-@contextmanager
-def single_thread():
-    """Run torch on one thread, subnormal floats flushed to zero; restore the thread count afterwards.
-
-    The matrices are small: a second thread costs more in synchronization than it saves, and much more
-    when other programs share the cores. Subnormal floats (below 1e-38) are slow on most CPUs.
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.set_flush_denormal(True)
-    try:
-        yield
-    finally:
-        torch.set_flush_denormal(False)
-        torch.set_num_threads(threads)
 
 
 def parameter_views(flat, widths=WIDTHS):

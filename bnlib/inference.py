@@ -8,7 +8,6 @@ exact population statistics for trained weights (the paper's Algorithm 2).
 """
 
 import copy
-from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -18,7 +17,7 @@ from .cache import cached
 from .layers import BatchNorm1d, BatchNorm2d
 from .models import paper_mlp
 from .running_stats import replay_ema
-from .training import accuracy, consecutive_batches, mnist, random_batches, train_mlp
+from .training import accuracy, consecutive_batches, mnist, random_batches, small_model_settings, train_mlp
 
 RUN = {"steps": 3000, "batch_size": 60, "lr": 0.5, "init_std": 0.01, "momentum": 0.1, "seed": 0}
 FORGOTTEN_EVAL_BATCH_SIZES = (2, 4, 8, 16, 32, 64, 256, 1000)
@@ -91,18 +90,6 @@ def probabilities_with_companions(model, images, index, companions=7, draws=8, s
     return torch.stack(train_probs).numpy(), torch.stack(eval_probs).numpy()
 
 
-@contextmanager
-def one_thread():
-    """Run torch on one thread: for a small network the per-operation thread hand-offs cost more than
-    they save, and on a busy 2-core machine they can make training several times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def record_batch_statistics(layers):
     """Forward hooks that append each layer's batch mean and BIASED batch variance (float64, per channel)
     to lists; returns ``(means, variances, handles)`` with one list per layer. Remove the handles after."""
@@ -156,7 +143,7 @@ def mnist_run(progress=True, **overrides):
 
         model, means, variances = train_mnist_bn_mlp(**config, progress=progress)
         test_images, test_labels = mnist(train=False)
-        with one_thread():
+        with small_model_settings():
             forgotten = [forgotten_eval_accuracy(model, test_images, test_labels, size)
                          for size in tqdm(FORGOTTEN_EVAL_BATCH_SIZES, desc="eval forgotten", disable=not progress)]
             arrays = {"batch_size": config["batch_size"], "eval_accuracy": accuracy(model, test_images, test_labels),
@@ -221,7 +208,7 @@ def accuracy_by_statistics(run, train_images, test_images, test_labels):
     population statistics (a pass over ``train_images`` in the run's batch size, weights frozen).
     """
     model = model_from_run(run)
-    with one_thread():
+    with small_model_settings():
         population = recompute_population_statistics(copy.deepcopy(model), train_images.split(int(run["batch_size"])))
         reference = [(layer.running_mean.numpy(), layer.running_var.numpy()) for layer in batch_norm_layers(population)]
         choices = {f"EMA, momentum {m}": replayed_running_statistics(run, m) for m in STATISTICS_MOMENTA}

@@ -31,8 +31,9 @@ import numpy as np
 import torch
 
 from .cache import cached
-from .fast_trainer import EPS, NETWORKS, WIDTHS, parameter_views, single_thread, train_two_networks
+from .fast_trainer import EPS, NETWORKS, WIDTHS, parameter_views, train_two_networks
 from .running_stats import replay_ema
+from .training import small_model_settings
 from .validation import check_momentum
 
 PAPER = {"steps": 50_000, "batch_size": 60, "lr": 0.5, "init_std": 0.01, "seed": 0, "checkpoints": 100}
@@ -150,7 +151,7 @@ def compute_paper_experiment(config, progress=True):
 
     train_images, train_labels = load_mnist(train=True)
     test_images, test_labels = load_mnist(train=False)
-    with single_thread():
+    with small_model_settings():
         start = time.perf_counter()
         result = train_two_networks(train_images, train_labels, config["steps"], config["batch_size"],
                                     config["lr"], config["init_std"], config["seed"], config["checkpoints"],

@@ -14,9 +14,10 @@ import time
 import torch
 from torch import nn
 
-from .fast_trainer import batch_order, single_thread, train_two_networks
+from .fast_trainer import batch_order, train_two_networks
 from .models import paper_mlp
 from .paper import PAPER, compute_paper_experiment, paper_config
+from .training import small_model_settings
 
 
 def naive_seconds_per_step(images, labels, steps, seed=0):
@@ -48,7 +49,7 @@ def paper_step_speedup_vs_naive(steps=1_000, repeats=3):
 
     images, labels = load_mnist(train=True)
     naive, fast = [], []
-    with single_thread():
+    with small_model_settings():
         naive_seconds_per_step(images, labels, 100)  # warm up
         fast_seconds_per_step(images, labels, 100)
         for _ in range(repeats):

@@ -15,6 +15,7 @@ from torch import nn
 from .cache import cached
 from .data import load_mnist
 from .layers import BatchNorm1d
+from .training import small_model_settings
 
 PLACEMENTS = ("before", "after")
 ACTIVATIONS = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU}
@@ -77,15 +78,11 @@ def run_placement_experiment(config=CONFIG):
     test = load_mnist(train=False)
     results = {}
     runs = [(a, p, s) for a in ACTIVATIONS for p in PLACEMENTS for s in config["seeds"]]
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # layers this small run faster on one thread than split across several
-    try:
+    with small_model_settings():
         for activation, placement, seed in tqdm(runs, desc="placement experiment", unit="run"):
             for name, values in zip(("train_loss", "test_loss", "test_accuracy"),
                                     train_one(placement, activation, seed, train, test, config)):
                 results.setdefault(f"{activation}/{placement}/{name}", []).append(values)
-    finally:
-        torch.set_num_threads(threads)
     return {key: np.array(values) for key, values in results.items()}
 
 

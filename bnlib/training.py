@@ -73,14 +73,20 @@ def random_batches(n, batch_size, steps, seed=0):
 
 @contextlib.contextmanager
 def small_model_settings():
-    """One thread (small matrices: threads cost more than they save) and denormals flushed to zero
-    (tiny gradients of an untrained net otherwise slow every multiply down tenfold)."""
+    """Run torch on one thread with subnormal floats flushed to zero; restore both afterwards.
+
+    Small matrices: a second thread costs more in hand-offs than it saves, and much more when other
+    programs share the cores. Subnormal floats (below about 1e-38, e.g. tiny gradients of an untrained
+    net) slow every multiply they touch down about tenfold on most CPUs. On exit the thread count
+    returns to its previous value and flushing is switched off again (torch's default).
+    """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     torch.set_flush_denormal(True)
     try:
         yield
     finally:
+        torch.set_flush_denormal(False)
         torch.set_num_threads(threads)
 
 

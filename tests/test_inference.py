@@ -14,14 +14,14 @@ import bnlib
 from bnlib.data import load_mnist
 from bnlib.inference import (FORGOTTEN_EVAL_BATCH_SIZES, accuracy_by_statistics, batch_norm_layers,
                              forgotten_eval_accuracy, mnist_run, model_from_run, probabilities_with_companions,
-                             one_thread, recompute_population_statistics, replayed_running_statistics,
+                             recompute_population_statistics, replayed_running_statistics,
                              statistics_gap)
-from bnlib.training import accuracy
+from bnlib.training import accuracy, small_model_settings
 
 
 @pytest.fixture(autouse=True)
-def small_network_on_one_thread():
-    with one_thread():
+def small_model_settings_for_every_test():
+    with small_model_settings():
         yield
 
 

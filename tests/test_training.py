@@ -7,7 +7,7 @@ from torch import nn
 
 import bnlib
 from bnlib.training import (NORMS, accuracy, chapter_mlp, consecutive_batches, mnist, random_batches,
-                            train_mlp)
+                            small_model_settings, train_mlp)
 
 
 @pytest.mark.parametrize("norm, layer_type", [("batch", bnlib.BatchNorm1d), ("layer", nn.LayerNorm),
@@ -87,3 +87,16 @@ def test_accuracy_in_train_mode_uses_batch_statistics_and_leaves_the_running_one
     assert accuracy(model, images, labels) == pytest.approx(eval_by_hand, abs=1e-9)
     assert model.training
     assert [b.tolist() for b in consecutive_batches(10, 4)] == [[0, 1, 2, 3], [4, 5, 6, 7]]
+
+
+def test_small_model_settings_use_one_thread_flush_subnormals_and_restore_both_even_after_an_error():
+    subnormal = torch.tensor([1e-39])  # below float32's smallest normal number, about 1.2e-38
+    threads = torch.get_num_threads()
+    assert (subnormal * 1.0).item() > 0
+    with pytest.raises(RuntimeError, match="inside"):
+        with small_model_settings():
+            assert torch.get_num_threads() == 1
+            assert (subnormal * 1.0).item() == 0.0
+            raise RuntimeError("inside")
+    assert torch.get_num_threads() == threads
+    assert (subnormal * 1.0).item() > 0

@@ -15,10 +15,10 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, MultipleLocator
 
 from . import Explorer
-from ..fast_trainer import single_thread
 from ..paper import inference_layers, inference_pass, run_paper_experiment, running_at_checkpoints, stack_network
 from ..plots import STEP_TICKS
 from ..running_stats import population_statistics
+from ..training import small_model_settings
 
 LAYER = 2  # the last hidden layer, as in Figure 1
 TRACE_EVERY = 50  # steps between the plotted points of the running averages
@@ -69,7 +69,7 @@ def momentum_explorer(result=None, momentum=0.1, unit=0):
     from ..data import load_mnist
 
     result = run_paper_experiment() if result is None else result
-    with single_thread():
+    with small_model_settings():
         replay = MomentumReplay(result, *load_mnist(train=False))
     steps = replay.steps
     trace_steps = np.arange(0, len(replay.batch_mean) + 1, TRACE_EVERY)
@@ -97,7 +97,7 @@ def momentum_explorer(result=None, momentum=0.1, unit=0):
     axes[1].set_xlabel("training step (one run, replayed for every momentum)")
 
     def draw(momentum, unit):
-        with single_thread():
+        with small_model_settings():
             trace_mean, trace_var, accuracy = replay.replay(momentum, unit)
         populations = (replay.population_mean, replay.population_var)
         for line, population_line, trace, population in zip(running_lines, population_lines,
