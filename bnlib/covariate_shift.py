@@ -26,6 +26,7 @@ from matplotlib.figure import Figure
 from .cache import cached
 from .data import load_mnist
 from .models import paper_mlp
+from .plots import percentile_bands
 from .training import small_model_settings
 
 PERCENTILES = (15, 50, 85)
@@ -125,12 +126,6 @@ def drift_summary(run):
     return summary
 
 
-def draw_percentile_band(ax, steps, percentiles, color="tab:blue", label=None):
-    """The 15-85th percentile band shaded, the median as a line."""
-    ax.fill_between(steps, percentiles[:, 0], percentiles[:, 2], color=color, alpha=0.25, linewidth=0)
-    ax.plot(steps, percentiles[:, 1], color=color, label=label)
-
-
 def hidden_input_drift(bins=40):
     """The last hidden layer during training: a typical input u_j (output of the layer before) and a typical
     sigmoid input x_k, as percentile bands over the steps, and histograms of u_j at a few steps."""
@@ -142,9 +137,9 @@ def hidden_input_drift(bins=40):
     for ax, key in ((u_ax, "u"), (x_ax, "x")):
         unit = typical_unit(run, key)
         percentiles = run[f"{key}_percentiles"][:, unit]
-        draw_percentile_band(ax, run["steps"], percentiles, label="median, 15th-85th percentile")
+        percentile_bands(ax, run["steps"], *percentiles.T, label="median, with the 15th and 85th percentiles")
         ax.axvline(DRIFT_FROM, color="0.6", linestyle=":", linewidth=1)
-        ax.set(xlabel="training step", title=titles[key] % unit)
+        ax.set_title(titles[key] % unit)
         ax.legend(fontsize=8)
         data[key] = {"unit": unit, "percentiles": dict(zip(PERCENTILES, percentiles.T))}
     values = run["u_snapshots"][:, :, data["u"]["unit"]]
