@@ -314,10 +314,9 @@ def moves(control):
 
 
 def exercise(page, explorer, name, screenshots, idle=None, timeout=120):
-    """Move every control of an explorer in each way a learner would; after each move the plot must
-    change, and no error may show. The readout must change too when the first control moves (the one it
-    reports; a secondary control, such as the unit shown, may leave it alone). Writes a screenshot of
-    the explorer after each move. ``idle()`` tells whether the notebook's kernel is idle, when the
+    """Move every control of an explorer in each way a learner would; after each move the readout and
+    the plot must both change (every readout states what each of its controls sets), and no error may
+    show. Writes a screenshot of the explorer after each move. ``idle()`` tells whether the notebook's kernel is idle, when the
     server lets us know."""
     explorer.scroll_into_view_if_needed()
     before = settle(explorer, idle, timeout)
@@ -328,7 +327,7 @@ def exercise(page, explorer, name, screenshots, idle=None, timeout=120):
             what = f"{name}, control {describe(control)!r} moved by {how}"
             move(page, control)
             try:
-                wait_for_change(page, explorer, before, what, timeout, readout_too=number == 1)
+                wait_for_change(page, explorer, before, what, timeout)
                 before = settle(explorer, idle, timeout)
                 assert_no_errors(page, what)
             finally:
@@ -340,13 +339,12 @@ def assert_no_errors(page, what):
     assert not errors, f"{what}: an error shows on the page:\n" + "\n".join(errors)
 
 
-def wait_for_change(page, explorer, before, what, timeout, readout_too):
-    """Wait until the plot, and the readout if ``readout_too``, differ from ``before``; fail at once on
-    an error."""
+def wait_for_change(page, explorer, before, what, timeout):
+    """Wait until both the readout and the plot differ from ``before``; fail at once on an error."""
     def changed():
         assert_no_errors(page, what)
         now = state(explorer)
-        return (now[0] != before[0] or not readout_too) and now[1] != before[1] and now
+        return now[0] != before[0] and now[1] != before[1] and now
 
     def what_happened():
         readout, plot = state(explorer)

@@ -13,6 +13,8 @@ from bnlib.ema import (drifting_signal, effective_window, ema_weights, initial_w
 from bnlib.exercises import ch05
 from bnlib.widgets import ema_explorer
 
+from explorer_checks import assert_control_changes_readout_and_plot
+
 MOMENTA = (1.0, 0.5, 0.1, 0.03, 0.01)
 
 
@@ -207,3 +209,26 @@ def test_explorer_readout_reports_the_keras_mistake():
     assert "momentum used 0.99" in explorer.readout.value
     explorer.controls["momentum"].value = 1.0   # the mistake then uses momentum 0: the average never moves
     assert "momentum used 0" in explorer.readout.value and "never settles" in explorer.readout.value
+
+
+@pytest.mark.parametrize("start, name, value", [
+    ({}, "momentum", 0.02), ({}, "drift", 0.01), ({}, "noise", 0.6), ({}, "keras_mistake", True),
+    ({"momentum": 0.001}, "drift", 0.01),  # the average never settles: the readout still states the drift
+    ({"momentum": 0.001}, "noise", 0.6),   # and the noise
+    ({"momentum": 0.5}, "keras_mistake", True),  # 1 - m is about m: the readout still names the mistake
+])
+def test_every_control_changes_the_readout_and_the_plot(start, name, value):
+    explorer = ema_explorer()
+    for setting, setting_value in start.items():
+        explorer.controls[setting].value = setting_value
+    assert_control_changes_readout_and_plot(explorer, name, value)
+
+
+def test_readout_states_what_the_drift_and_the_noise_cost():
+    """Behind a drift d the EMA trails by d (1 - m)/m; it keeps noise std sigma sqrt(m / (2 - m))."""
+    explorer = ema_explorer()
+    explorer.controls["drift"].value = 0.01
+    explorer.controls["noise"].value = 0.5
+    m = explorer.controls["momentum"].value
+    assert f"trails by {0.01 * (1 - m) / m:.3g}" in explorer.readout.value
+    assert f"averaged to {0.5 * np.sqrt(m / (2 - m)):.3g}" in explorer.readout.value

@@ -6,6 +6,8 @@ import pytest
 from bnlib.widgets import gamma_beta_explorer
 from bnlib.widgets.gamma_beta import SATURATION, gamma_beta_readout, pre_activations
 
+from explorer_checks import assert_control_changes_readout_and_plot
+
 
 @pytest.fixture(scope="module")
 def explorer():
@@ -40,3 +42,8 @@ def test_sliders_move_the_unit_into_and_out_of_saturation(explorer):
     assert "saturated (|y| over 4): 0.0%" in explorer.readout.value
     explorer.controls["gamma"].value, explorer.controls["beta"].value = 0.5, 8.0
     assert "saturated (|y| over 4): 100.0%" in explorer.readout.value
+
+
+@pytest.mark.parametrize("name, value", [("gamma", 2.5), ("beta", -3.0)])
+def test_every_control_changes_the_readout_and_the_plot(name, value):
+    assert_control_changes_readout_and_plot(gamma_beta_explorer(size=2000), name, value)

@@ -8,6 +8,8 @@ from bnlib import exercises
 from bnlib import input_normalization as inorm
 from bnlib.widgets import learning_rate_explorer
 
+from explorer_checks import assert_control_changes_readout_and_plot
+
 
 @pytest.fixture(scope="module", params=[False, True], ids=["raw", "standardized"])
 def problem(request):
@@ -185,3 +187,10 @@ def test_explorer_readout_reports_the_measured_steps():
     explorer.controls["lr"].value = lr
     lr = explorer.controls["lr"].value  # the slider rounds to its step
     assert f"converged in {inorm.steps_to_converge(X, y, lr)} steps" in explorer.readout.value
+
+
+@pytest.mark.parametrize("name, value", [("lr", 0.01), ("normalize", False)])
+def test_every_control_changes_the_readout_and_the_plot(name, value):
+    explorer = learning_rate_explorer()
+    assert_control_changes_readout_and_plot(explorer, name, value)
+    assert inorm.NAMES[explorer.controls["normalize"].value] in explorer.readout.value

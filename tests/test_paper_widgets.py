@@ -5,6 +5,9 @@ import pytest
 
 from bnlib import paper, widgets
 from bnlib.widgets.batch_size import BATCH_SIZES
+from bnlib.widgets.momentum import LAYER
+
+from explorer_checks import assert_control_changes_readout_and_plot
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +35,23 @@ def test_momentum_explorer_at_the_ends_of_the_slider(momentum, exponent):
 def test_momentum_zero_and_one_draw(momentum, value):
     figure, text = momentum.draw(momentum=value, unit=0)
     assert f"momentum {value:.3g}" in text
+
+
+@pytest.mark.parametrize("name, value", [("momentum", 0.02), ("unit", 5)])
+def test_every_momentum_control_changes_the_readout_and_the_plot(momentum, name, value):
+    momentum.controls["momentum"].value = 0.1
+    momentum.controls["unit"].value = 0
+    assert_control_changes_readout_and_plot(momentum, name, value)
+
+
+def test_momentum_readout_names_the_unit_and_its_final_statistics(momentum):
+    momentum.controls["momentum"].value = 1.0  # the running values are then the last batch's
+    momentum.controls["unit"].value = 7
+    replay, text = momentum.replay, momentum.readout.value
+    assert "unit 7 of the last hidden layer" in text
+    assert f"running mean {replay.batch_mean[-1, LAYER, 7]:.3g}, variance {replay.unbiased_var[-1, LAYER, 7]:.3g}" in text
+    assert (f"population mean {replay.population_mean[-1, LAYER, 7]:.3g}, "
+            f"variance {replay.population_var[-1, LAYER, 7]:.3g}") in text
 
 
 def test_momentum_changes_inference_only(momentum):
@@ -69,10 +89,7 @@ def test_batch_size_choices(batch_size):
 
 @pytest.mark.parametrize("size", [2, 256])
 def test_batch_size_explorer_at_the_extremes(batch_size, size):
-    before = batch_size.image.value
-    batch_size.controls["batch_size"].value = size
-    assert batch_size.error is None
-    assert batch_size.image.value != before
+    assert_control_changes_readout_and_plot(batch_size, "batch_size", size)
     assert f"batch size {size}" in batch_size.readout.value
 
 

@@ -3,7 +3,7 @@
 Every notebook whose code uses ``bnlib.widgets`` is opened in JupyterLab (a copy of it, so autosave
 never writes outputs into the course), all its cells are run, and each control of each explorer is
 moved the way a learner would (sliders dragged and nudged with the keyboard, dropdowns switched):
-the plot's PNG bytes must change (and the readout, for the first control) and no error may appear. Screenshots of each
+the readout and the plot's PNG bytes must both change and no error may appear. Screenshots of each
 explorer after each move, the page and the server log are kept in ``test-artifacts/`` when a test fails.
 
 This file runs after ``test_notebooks.py``, which leaves the experiments' results cached.

@@ -47,7 +47,7 @@ def batch_noise_explorer(draws=DRAWS):
         axes[2].legend(fontsize=8, loc="upper left")
         figure.suptitle(f"{draws} random batches of {batch_size}, unit {unit}", fontsize=10)
         figure.tight_layout()
-        text = (f"batch {batch_size}, unit {unit}: std of the batch mean {summary['means'].std():.3f} "
+        text = (f"batch {batch_size}, unit {unit} (mean {mean:.3f}, sigma {std:.3f}): std of the batch mean {summary['means'].std():.3f} "
                 f"(sigma/sqrt(m) = {std / np.sqrt(batch_size):.3f}); the example's normalized value "
                 f"{np.percentile(summary['normalized'], 5):+.2f} to {np.percentile(summary['normalized'], 95):+.2f} "
                 f"(90% of batches), {ideal:+.2f} with the true statistics")

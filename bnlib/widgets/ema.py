@@ -15,10 +15,19 @@ from ..ema import effective_window, initial_weight, track
 from . import Explorer
 
 
-def ema_readout(result, momentum, steps):
-    """One line: the momentum used, its window and lag, and the error split into lag and noise."""
-    parts = [f"momentum used {momentum:.3g} (Keras/TF decay {1 - momentum:.3g})",
-             f"window ~ {effective_window(momentum):.3g} steps", f"lag (1 - m)/m = {result['lag_theory']:.3g} steps"]
+def ema_readout(result, momentum, steps, drift, noise, keras_mistake=False):
+    """One line: the momentum used, its window and lag, what the drift and the noise cost, and the
+    error split into lag and noise.
+
+    Behind a drift of d per step the EMA trails by d (1 - m)/m; of batch noise with std sigma it keeps
+    std sigma sqrt(m / (2 - m)).
+    """
+    lag = result["lag_theory"]
+    mistake = ", the Keras value 1 - m passed by mistake" if keras_mistake else ""
+    parts = [f"momentum used {momentum:.3g} (Keras/TF decay {1 - momentum:.3g}{mistake})",
+             f"window ~ {effective_window(momentum):.3g} steps", f"lag (1 - m)/m = {lag:.3g} steps",
+             f"drift {drift:.3g}/step: trails by {drift * lag if drift else 0.0:.3g}",
+             f"batch noise std {noise:.3g}: averaged to {noise * math.sqrt(momentum / (2 - momentum)):.3g}"]
     if math.isnan(result["rms"]):
         parts.append(f"never settles: the start value 0 still weighs {initial_weight(momentum, steps):.0%} "
                      f"after {steps} steps")
@@ -54,7 +63,7 @@ def ema_explorer(steps=1000, seed=0):
         ax.set_ylim(low - 0.1, high + 0.25 * (high - low) + 0.1)
         mistake = " (Keras value 1 - m passed by mistake)" if keras_mistake else ""
         ax.set_title(f"PyTorch momentum {used:.3g}{mistake}")
-        return figure, ema_readout(result, used, steps)
+        return figure, ema_readout(result, used, steps, drift, noise, keras_mistake)
 
     controls = {
         "momentum": widgets.FloatLogSlider(value=0.1, base=10, min=-3, max=0, step=0.05, description="momentum",

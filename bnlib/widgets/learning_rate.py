@@ -36,7 +36,7 @@ def learning_rate_explorer(steps=200):
         else:
             outcome = f"not converged after {steps} steps"
         ax.set_title(f"{inorm.NAMES[normalize]}, lr = {lr:.2e} = {lr / lr_max:.3g} x (2/λmax)")
-        readout = (f"lr = {lr:.2e}: {outcome}; final loss {losses[-1]:.4g} (best {losses[0] - gap[0]:.4g}); "
+        readout = (f"{inorm.NAMES[normalize]}, lr = {lr:.2e}: {outcome}; final loss {losses[-1]:.4g} (best {losses[0] - gap[0]:.4g}); "
                    f"largest stable lr 2/λmax = {lr_max:.3g}, condition number {inorm.condition_number(X):.3g}")
         return figure, readout
 

@@ -114,7 +114,10 @@ def momentum_explorer(result=None, momentum=0.1, unit=0):
         lowest = min(accuracy[1:].min(), replay.population_accuracy.min())  # step 0 is chance for any momentum
         axes[2].set_ylim(max(0.0, lowest - 0.02), 1.0)
         axes[2].set_title(f"eval mode, momentum {momentum:.3g}", fontsize=10)
-        text = (f"momentum {momentum:.3g}: final eval-mode accuracy {accuracy[-1]:.2%} with the running "
+        text = (f"momentum {momentum:.3g}, unit {unit} of the last hidden layer: at the end running mean "
+                f"{trace_mean[-1]:.3g}, variance {trace_var[-1]:.3g}; population mean "
+                f"{replay.population_mean[-1, LAYER, unit]:.3g}, variance {replay.population_var[-1, LAYER, unit]:.3g}. "
+                f"Final eval-mode accuracy {accuracy[-1]:.2%} with the running "
                 f"statistics, {replay.population_accuracy[-1]:.2%} with population statistics. Training is "
                 f"identical for every momentum (one run, replayed); only the statistics used at inference change. "
                 f"Accuracy on the first {len(replay.test_labels)} test images at {len(replay.picked)} checkpoints.")
