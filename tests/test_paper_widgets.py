@@ -87,10 +87,18 @@ def test_batch_size_choices(batch_size):
     assert tuple(batch_size.controls["batch_size"].options) == BATCH_SIZES
 
 
-@pytest.mark.parametrize("size", [2, 256])
+@pytest.mark.parametrize("size", [2, 128, 256])
 def test_batch_size_explorer_at_the_extremes(batch_size, size):
     assert_control_changes_readout_and_plot(batch_size, "batch_size", size)
     assert f"batch size {size}" in batch_size.readout.value
+
+
+@pytest.mark.parametrize("size", [2, 60, 128, 256])
+def test_batch_size_explorer_shows_every_accuracy_point(batch_size, size):
+    figure, _ = batch_size.draw(batch_size=size)
+    low, high = figure.axes[0].get_ylim()
+    for line in figure.axes[0].get_lines():
+        assert low <= line.get_ydata().min() and line.get_ydata().max() <= high
 
 
 def test_small_batches_hurt_batch_norm():

@@ -27,6 +27,8 @@ def batch_size_explorer(batch_size=60, steps=SHORT_RUN["steps"], checkpoints=SHO
             result = run_paper_experiment(batch_size=batch_size, steps=steps, checkpoints=checkpoints)
         facts = findings(result)
         figure, _ = figure1(result, facts)
+        # A short run can leave a network near chance (0.1) for most of it: show every point of both curves.
+        figure.axes[0].set_ylim(max(0.0, float(result["accuracy"].min()) - 0.05), 1.0)
         figure.suptitle(f"batch size {batch_size}, {steps:,} steps", fontsize=10)
         final = facts["final_accuracy"]
         text = (f"batch size {batch_size}: after {steps:,} steps, test accuracy {final['baseline']:.2%} without BN, "
