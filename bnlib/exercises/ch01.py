@@ -3,7 +3,7 @@
 import numpy as np
 
 from .. import input_normalization as inorm
-from . import report
+from . import check_number, report
 
 
 def _as_array(answer, shape):
@@ -13,11 +13,6 @@ def _as_array(answer, shape):
     except (TypeError, ValueError):
         return None
     return value if value.shape == shape and np.all(np.isfinite(value)) else None
-
-
-def _as_number(answer):
-    value = _as_array(answer, ())
-    return None if value is None or isinstance(answer, bool) else float(value)
 
 
 def check_standardized(answer):
@@ -43,29 +38,26 @@ def check_standardized(answer):
 def check_max_stable_lr(answer):
     """The largest stable learning rate on the RAW features: 2 / lambda_max of H = X^T X / N."""
     X, _ = inorm.two_scale_data()
-    expected, value = inorm.max_stable_lr(X), _as_number(answer)
-    if value is not None and np.isclose(value, expected, rtol=1e-6, atol=0):
-        return report(True, f"2 / lambda_max = {expected:.4g}: a rate that works on standardized data "
-                            "(around 1) is about a billion times too large here.", "")
-    lambda_max = inorm.eigenvalues(X)[-1]
-    if value is not None and np.isclose(value, 1 / lambda_max, rtol=1e-6, atol=0):
-        hint = "that is 1 / lambda_max, the rate that kills the steepest direction in one step; the limit is twice it."
-    elif value is not None and np.isclose(value, 2 / lambda_max * len(X), rtol=1e-6, atol=0):
-        hint = "did you forget the 1/N in H = X^T X / N?"
-    else:
-        hint = "build H = X.T @ X / len(X), take its largest eigenvalue (np.linalg.eigvalsh), then 2 / it."
-    return report(False, "", hint)
+    expected, lambda_max = inorm.max_stable_lr(X), inorm.eigenvalues(X)[-1]
+    return check_number(
+        answer, expected,
+        f"2 / lambda_max = {expected:.4g}: a rate that works on standardized data (around 1) is about a billion "
+        "times too large here.",
+        [(1 / lambda_max, "that is 1 / lambda_max, the rate that kills the steepest direction in one step; the "
+                          "limit is twice it."),
+         (2 / lambda_max * len(X), "did you forget the 1/N in H = X^T X / N?")],
+        "build H = X.T @ X / len(X), take its largest eigenvalue (np.linalg.eigvalsh), then 2 / it.")
 
 
 def check_scaled_only_condition_number(answer):
     """kappa of H when each column is divided by its std but NOT centered."""
     X, _ = inorm.two_scale_data()
-    expected, value = inorm.condition_number(X / X.std(axis=0)), _as_number(answer)
-    if value is not None and np.isclose(value, expected, rtol=1e-4, atol=0):
-        return report(True, f"kappa = {expected:.3g}: far better than ~1e9, but not the ~1 of full standardization. "
-                            "The column means make H's off-diagonal large: centering matters too.", "")
-    if value is not None and np.isclose(value, inorm.condition_number(inorm.standardize(X)[0]), rtol=1e-4):
-        hint = "that is kappa after centering as well; divide X by X.std(axis=0) without subtracting the mean."
-    else:
-        hint = "compute S = X / X.std(axis=0), H = S.T @ S / len(S), and lambda_max / lambda_min of H."
-    return report(False, "", hint)
+    expected = inorm.condition_number(X / X.std(axis=0))
+    return check_number(
+        answer, expected,
+        f"kappa = {expected:.3g}: far better than ~1e9, but not the ~1 of full standardization. The column means "
+        "make H's off-diagonal large: centering matters too.",
+        [(inorm.condition_number(inorm.standardize(X)[0]),
+          "that is kappa after centering as well; divide X by X.std(axis=0) without subtracting the mean.")],
+        "compute S = X / X.std(axis=0), H = S.T @ S / len(S), and lambda_max / lambda_min of H.",
+        rel_tol=1e-4)

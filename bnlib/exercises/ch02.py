@@ -1,12 +1,10 @@
 """Exercises of notebook 02 (internal covariate shift)."""
 
-import math
-
 import numpy as np
 import torch
 
 from .. import covariate_shift as shift
-from . import report
+from . import check_number, report
 
 BIAS_STEPS, BIAS_LR = 1000, 0.1  # b after 1000 steps of lr 0.1 with the mean outside the gradient
 
@@ -18,33 +16,26 @@ def check_median_shift(answer):
     percentiles = run["u_percentiles"][:, unit]
     start = int(np.searchsorted(run["steps"], shift.DRIFT_FROM))
     expected = abs(percentiles[-1, 1] - percentiles[start, 1]) / shift.band_width(percentiles[-1])
-    try:
-        value = float(answer)
-    except (TypeError, ValueError):
-        value = None
-    if value is not None and math.isclose(value, expected, rel_tol=1e-3):
-        return report(True, f"the median moved by {expected:.2f} of the band: layer 3 sees a different input "
-                            "late in training than it learned from early on.", "")
-    hint = ("compare the medians at step DRIFT_FROM and at the last step (find the row with run['steps']), "
-            "and measure the distance in units of the LAST step's band width (85th minus 15th percentile).")
-    return report(False, "", hint)
+    return check_number(
+        answer, expected,
+        f"the median moved by {expected:.2f} of the band: layer 3 sees a different input late in training than "
+        "it learned from early on.",
+        [],
+        "compare the medians at step DRIFT_FROM and at the last step (find the row with run['steps']), and "
+        "measure the distance in units of the LAST step's band width (85th minus 15th percentile).",
+        rel_tol=1e-3)
 
 
 def check_bias_after_steps(answer):
     """b after BIAS_STEPS steps of lr BIAS_LR, starting at 0, with the mean outside the gradient."""
     expected = shift.train_bias(False, BIAS_STEPS, BIAS_LR)["bias"][-1]
-    try:
-        value = float(answer)
-    except (TypeError, ValueError):
-        value = None
-    if value is not None and math.isclose(value, expected, rel_tol=1e-6):
-        return report(True, f"b = steps * lr * mean(t) = {expected:.2f}, and nothing stops it.", "")
-    if value is not None and math.isclose(value, -expected, rel_tol=1e-6):
-        hint = "right size, wrong sign: gradient descent subtracts lr * gradient, and the gradient is -mean(t)."
-    else:
-        hint = ("with E[x] held constant, d loss / d b = mean(x_hat - t) = -mean(t) at every step, "
-                "since x_hat has mean 0. Each step adds lr * mean(t).")
-    return report(False, "", hint)
+    return check_number(
+        answer, expected,
+        f"b = steps * lr * mean(t) = {expected:.2f}, and nothing stops it.",
+        [(-expected, "right size, wrong sign: gradient descent subtracts lr * gradient, and the gradient is "
+                     "-mean(t).")],
+        "with E[x] held constant, d loss / d b = mean(x_hat - t) = -mean(t) at every step, since x_hat has "
+        "mean 0. Each step adds lr * mean(t).")
 
 
 def check_center_inside_gradient(center):

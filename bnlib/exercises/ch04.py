@@ -4,7 +4,7 @@ import numpy as np
 
 from ..normalization import batch_norm_forward
 from ..reparameterization import output_moments, scale_invariance
-from . import report
+from . import check_number, report
 
 MOMENTS_GAMMA, MOMENTS_BETA = 3.0, -2.0
 SCALE = 4.0
@@ -64,13 +64,10 @@ def check_identity_parameters(answer):
 
 def check_gradient_ratio(answer):
     """``answer``: the ratio dL/d(aW) / dL/dW for a = 4 when the layer is followed by BN."""
-    try:
-        value = float(answer)
-    except (TypeError, ValueError):
-        return report(False, "", "answer must be a number")
     measured = scale_invariance(SCALE)["gradient_ratio"]
-    if np.isclose(value, SCALE, rtol=1e-3):
-        return report(False, "", "the other way round: BN(aWu) = BN(Wu), so a larger W gets a smaller gradient")
-    return report(np.isclose(value, measured, rtol=1e-3),
-                  f"1/a = {1 / SCALE:g}; measured through bnlib.BatchNorm1d: {measured:.6f}.",
-                  "the output does not change with a, but the chain rule through aW brings a factor; which?")
+    return check_number(
+        answer, measured,
+        f"1/a = {1 / SCALE:g}; measured through bnlib.BatchNorm1d: {measured:.6f}.",
+        [(SCALE, "the other way round: BN(aWu) = BN(Wu), so a larger W gets a smaller gradient")],
+        "the output does not change with a, but the chain rule through aW brings a factor; which?",
+        rel_tol=1e-3)

@@ -1,8 +1,6 @@
 """Exercises of notebook 05 (running statistics and inference). The constants are the questions' data."""
 
-import math
-
-from . import report
+from . import check_number
 
 KERAS_DECAY = 0.997                  # a TensorFlow model's BatchNormalization(momentum=0.997)
 WINDOW_MOMENTUM = 0.05               # momentum whose effective window is asked for
@@ -11,40 +9,15 @@ VARIANCE_BATCH = (1.0, 2.0, 3.0, 6.0)  # one training batch of one channel, fres
 VARIANCE_MOMENTUM = 0.1
 
 
-def _as_number(answer):
-    """``answer`` as a float, or None when it is not a single real number."""
-    if isinstance(answer, bool):
-        return None
-    try:
-        value = float(answer)
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) else None
-
-
-def _close(value, expected):
-    return value is not None and math.isclose(value, expected, rel_tol=1e-6, abs_tol=1e-9)
-
-
 def _unbiased_variance(values):
     """sum (x - mean)^2 / (m - 1): the variance torch stores in running_var."""
     mean = sum(values) / len(values)
     return sum((x - mean) ** 2 for x in values) / (len(values) - 1)
 
 
-def _verdict(answer, expected, praise, known_mistakes, hint):
-    """Report on a numeric answer: correct if close to ``expected``; a wrong answer close to a known
-    mistake gets that mistake's hint, any other the general ``hint``."""
-    value = _as_number(answer)
-    if value is None:
-        return report(False, praise, f"set answer to a single number (it is {answer!r}).")
-    hint = next((text for mistake, text in known_mistakes if _close(value, mistake)), hint)
-    return report(_close(value, expected), praise, hint)
-
-
 def check_keras_conversion(answer):
     """The PyTorch momentum equal to Keras' ``momentum=KERAS_DECAY``."""
-    return _verdict(
+    return check_number(
         answer, 1 - KERAS_DECAY,
         "Keras keeps 99.7% of the old average, so PyTorch must give the new batch 0.3%: "
         "keras_to_torch_momentum(0.997) = 0.003.",
@@ -57,7 +30,7 @@ def check_keras_conversion(answer):
 def check_effective_window(answer):
     """The effective window, in batches, of momentum ``WINDOW_MOMENTUM``."""
     m = WINDOW_MOMENTUM
-    return _verdict(
+    return check_number(
         answer, 1 / m,
         f"1/m = 20 batches; the last 20 batches carry 1 - 0.95^20 = {1 - (1 - m) ** 20:.0%} of the weight.",
         [((1 - m) / m, "that is (1 - m)/m, the mean age of the batches (the lag); the window is one step longer.")],
@@ -68,7 +41,7 @@ def check_running_mean_after_steps(answer):
     """running_mean after ``BIAS_STEPS`` batches of mean ``BIAS_BATCH_MEAN`` from 0, momentum ``BIAS_MOMENTUM``."""
     m, steps, mean = BIAS_MOMENTUM, BIAS_STEPS, BIAS_BATCH_MEAN
     expected = mean * (1 - (1 - m) ** steps)                   # r_k = mean (1 - (1 - m)^k) from r_0 = 0
-    return _verdict(
+    return check_number(
         answer, expected,
         f"5 (1 - 0.9^3) = {expected:.4g}: after 3 steps the start value 0 still weighs 0.9^3 = 73%.",
         [(mean, "running_mean does not jump to the first batch: it starts at 0 and moves 10% of the way per step."),
@@ -84,7 +57,7 @@ def check_running_var_after_one_step(answer):
     biased = unbiased * (count - 1) / count
     expected = (1 - m) * 1.0 + m * unbiased                    # running_var starts at 1
     variance_of_batch = "that is a variance of the batch; now apply one step r = (1 - m) r + m v from the start value."
-    return _verdict(
+    return check_number(
         answer, expected,
         f"0.9 * 1 + 0.1 * {unbiased:.4g} = {expected:.4g}: the unbiased variance 14/3, blended into the start value 1.",
         [((1 - m) + m * biased, "the layer normalizes with the biased variance, but running_var stores the unbiased "

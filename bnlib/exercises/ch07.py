@@ -3,28 +3,22 @@ GroupNorm's statistics."""
 
 import numpy as np
 
-from . import report
+from . import UNANSWERED, check_number, report
 
 NOISE_STD, NOISE_BATCH, NOISE_TARGET = 0.2, 8, 0.05
 PAIR = (3.0, 7.5)
 GROUP_COUNT = 2
-UNANSWERED = "fill in your answer first (it is still None)"
 
 
 def check_batch_size_for_noise(answer):
     """``answer``: the batch size at which the batch mean's std drops from 0.2 (at batch 8) to 0.05."""
-    if answer is None:
-        return report(False, "", UNANSWERED)
-    try:
-        m = float(answer)
-    except (TypeError, ValueError):
-        return report(False, "", "answer must be a number (a batch size)")
     needed = NOISE_BATCH * (NOISE_STD / NOISE_TARGET) ** 2  # sigma / sqrt(m) = target  =>  m = m0 (std0 / target)^2
-    if np.isclose(m, NOISE_BATCH * NOISE_STD / NOISE_TARGET):
-        return report(False, "", "that would be right if the noise fell like 1/m; it falls like 1/sqrt(m)")
-    return report(np.isclose(m, needed),
-                  "a quarter of the noise costs sixteen times the batch: std(mu_B) = sigma / sqrt(m).",
-                  "write std(mu_B) = sigma / sqrt(m) for both batch sizes and divide the two equations")
+    return check_number(
+        answer, needed,
+        "a quarter of the noise costs sixteen times the batch: std(mu_B) = sigma / sqrt(m).",
+        [(NOISE_BATCH * NOISE_STD / NOISE_TARGET, "that would be right if the noise fell like 1/m; it falls like "
+                                                  "1/sqrt(m)")],
+        "write std(mu_B) = sigma / sqrt(m) for both batch sizes and divide the two equations")
 
 
 def check_batch_of_two(answer):
