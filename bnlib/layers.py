@@ -15,7 +15,6 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from .running_stats import ema_update
 from .validation import check_dtype, check_eps, check_input_shape, check_momentum, check_num_features
 
 
@@ -23,18 +22,21 @@ class Saved(NamedTuple):
     """What ``bn_forward_tensor`` keeps for the backward pass, plus the batch statistics."""
 
     x_centered: torch.Tensor       # x - mu, the shape of x
-    inv_std: torch.Tensor          # 1 / sqrt(var + eps), shaped to broadcast: (1, C, 1, ...)
+    inv_std: torch.Tensor          # 1 / sqrt(var + eps), (C,)
+    scale: torch.Tensor            # gamma inv_std, or inv_std without affine parameters, (C,)
     weight: Optional[torch.Tensor]  # gamma (C,), or None without affine parameters
     mean: torch.Tensor             # mu, (C,)
     var: torch.Tensor              # biased batch variance, (C,)
 
 
 def _reduce_dims(x):
-    return [0, *range(2, x.dim())]
+    """Every axis but the channels' (axis 1): just the batch axis for (N, C), the commonest case."""
+    return 0 if x.dim() == 2 else [0, *range(2, x.dim())]
 
 
 def _per_channel(vector, like):
-    return vector.view((1, -1) + (1,) * (like.dim() - 2))
+    """A (C,) vector shaped to broadcast against ``like``: (C,) already does for (N, C), else (1, C, 1, ...)."""
+    return vector if like.dim() == 2 else vector.view((1, -1) + (1,) * (like.dim() - 2))
 
 
 def bn_forward_tensor(x, weight, bias, eps):
@@ -43,23 +45,21 @@ def bn_forward_tensor(x, weight, bias, eps):
     Per channel, in two passes: mu = mean(x), then var = mean((x - mu)^2), which has no
     E[x^2] - E[x]^2 cancellation. out = (x - mu) * (gamma / sqrt(var + eps)) + beta: centering before
     scaling keeps float32 accurate when the mean dwarfs the spread, where folding mu into the shift
-    would cancel catastrophically.
+    would cancel catastrophically. Only two full-size tensors are made, x - mu (kept for the backward
+    pass) and the output, which first holds the squares (x - mu)^2: no other full-size temporary.
     """
     dims = _reduce_dims(x)
-    n, channels = x.shape[:2]
-    mean = x.mean(dims, keepdim=True)                                   # mu = 1/m sum x_i
-    x_centered = x - mean                                               # x - mu
-    # sum_i (x_i - mu)^2 as squared norms per sample and channel, summed over the batch: a reduction
-    # that reads x - mu once and writes no full-size temporary.
-    norms = torch.linalg.vector_norm(x_centered.reshape(n, channels, -1), dim=2)
-    var = norms.square_().sum(0).div_(x.numel() // channels)            # var = 1/m sum (x - mu)^2
+    mean = x.mean(dims)                                                 # mu = 1/m sum x_i
+    x_centered = x - _per_channel(mean, x)                              # x - mu
+    out = torch.mul(x_centered, x_centered)                             # scratch: (x - mu)^2
+    var = out.mean(dims)                                                # var = 1/m sum (x - mu)^2
     inv_std = (var + eps).rsqrt_()                                      # (var + eps)^(-1/2)
     scale = inv_std if weight is None else inv_std * weight             # gamma inv_std
     if bias is None:
-        out = x_centered * _per_channel(scale, x)
+        torch.mul(x_centered, _per_channel(scale, x), out=out)          # (x - mu) scale
     else:
-        out = torch.addcmul(_per_channel(bias, x), x_centered, _per_channel(scale, x))  # beta + (x - mu) scale
-    return out, Saved(x_centered, _per_channel(inv_std, x), weight, mean.view(-1), var)
+        torch.addcmul(_per_channel(bias, x), x_centered, _per_channel(scale, x), out=out)  # beta + (x - mu) scale
+    return out, Saved(x_centered, inv_std, scale, weight, mean, var)
 
 
 def bn_backward_tensor(dout, saved):
@@ -67,24 +67,20 @@ def bn_backward_tensor(dout, saved):
 
     With x_hat = (x - mu) inv_std, k = gamma inv_std and m values per channel:
     dbeta = sum dy, dgamma = sum dy x_hat, dx = k (dy - dbeta/m - x_hat dgamma/m), computed as
-    dx = k (dy - (x - mu) inv_std^2 sum dy (x - mu) / m) - k dbeta/m: two fused passes after the
-    reductions, all in one new buffer (which first holds the products dy (x - mu)).
-    ``dgamma`` is None without weight.
+    dx = (k dy - k dbeta/m) - (x - mu) k inv_std dgamma/m: two fused passes after the reductions, all
+    in one new buffer (which first holds the products dy (x - mu)). ``dgamma`` is None without weight.
     """
-    x_centered, inv_std, weight = saved.x_centered, saved.inv_std, saved.weight
+    x_centered, inv_std, k = saved.x_centered, saved.inv_std, saved.scale
     dims = _reduce_dims(dout)
     m = dout.numel() // dout.shape[1]                                   # values per channel
     dbeta = dout.sum(dims)                                              # sum_i dy_i
     dx = torch.mul(dout, x_centered)                                    # scratch: dy_i (x_i - mu)
-    centered_dot = dx.sum(dims)                                         # sum_i dy_i (x_i - mu)
-    k = inv_std if weight is None else inv_std * _per_channel(weight, dout)  # gamma inv_std
-    # x_hat dgamma = (x - mu) inv_std^2 sum_i dy_i (x_i - mu): the variance path
-    variance_coefficient = inv_std.square() * _per_channel(centered_dot, dout)
-    torch.addcmul(dout, x_centered, variance_coefficient, value=-1 / m, out=dx)  # dy - x_hat dgamma/m
-    mean_path = torch.mul(k, _per_channel(dbeta, dout)).mul_(-1 / m)    # -k dbeta/m: the mean path
-    torch.addcmul(mean_path, dx, k, out=dx)                             # k (dy - x_hat dgamma/m) - k dbeta/m
-    dgamma = None if weight is None else centered_dot * inv_std.view(-1)  # sum_i dy_i x_hat_i
-    return dx, dgamma, dbeta
+    dgamma = dx.sum(dims).mul_(inv_std)                                 # sum_i dy_i x_hat_i
+    variance_coefficient = torch.mul(dgamma, inv_std).mul_(k)           # k inv_std dgamma: the variance path
+    mean_path = torch.mul(k, dbeta).mul_(-1 / m)                        # -k dbeta/m: the mean path
+    torch.addcmul(_per_channel(mean_path, dout), dout, _per_channel(k, dout), out=dx)  # k dy - k dbeta/m
+    dx.addcmul_(x_centered, _per_channel(variance_coefficient, dout), value=-1 / m)  # - k x_hat dgamma/m
+    return dx, None if saved.weight is None else dgamma, dbeta
 
 
 class BatchNormFunction(torch.autograd.Function):
@@ -95,7 +91,7 @@ class BatchNormFunction(torch.autograd.Function):
     def forward(ctx, x, weight, bias, eps):
         out, saved = bn_forward_tensor(x, weight, bias, eps)
         ctx.set_materialize_grads(False)  # the statistics get no gradient: skip making zeros for them
-        ctx.save_for_backward(saved.x_centered, saved.inv_std, weight)
+        ctx.save_for_backward(saved.x_centered, saved.inv_std, saved.scale, weight)
         ctx.mark_non_differentiable(saved.mean, saved.var)
         return out, saved.mean, saved.var
 
@@ -104,8 +100,8 @@ class BatchNormFunction(torch.autograd.Function):
     def backward(ctx, dout, _dmean, _dvar):
         if dout is None:  # the output was not used: no gradient flows back
             return None, None, None, None
-        x_centered, inv_std, weight = ctx.saved_tensors
-        saved = Saved(x_centered, inv_std, weight, None, None)
+        x_centered, inv_std, scale, weight = ctx.saved_tensors
+        saved = Saved(x_centered, inv_std, scale, weight, None, None)
         dx, dgamma, dbeta = bn_backward_tensor(dout, saved)
         needs_x, needs_weight, needs_bias, _ = ctx.needs_input_grad
         return (dx if needs_x else None, dgamma if needs_weight else None,
@@ -192,15 +188,16 @@ class _BatchNorm(nn.Module):
     def _update_running_stats(self, mean, var, m):
         """running <- (1 - momentum) running + momentum batch, with the UNBIASED m/(m-1) variance.
 
-        ``mean`` and ``var`` carry no gradient (non-differentiable outputs of the Function), so these
-        in-place updates of the buffers record nothing for autograd.
+        The ``ema_update`` rule, ``torch.lerp``, done in place on both buffers at once. ``mean`` and
+        ``var`` carry no gradient (non-differentiable outputs of the Function), so these in-place
+        updates of the buffers record nothing for autograd.
         """
         self.num_batches_tracked.add_(1)
         momentum = self.momentum
         if momentum is None:  # cumulative average: the t-th batch gets weight 1/t
             momentum = 1.0 / float(self.num_batches_tracked)
-        self.running_mean.copy_(ema_update(self.running_mean, mean, momentum))
-        self.running_var.copy_(ema_update(self.running_var, var * (m / (m - 1)), momentum))
+        # running + momentum (batch - running), for the mean and for var m/(m-1) in one kernel call
+        torch._foreach_lerp_((self.running_mean, self.running_var), (mean, var * (m / (m - 1))), momentum)
 
 
 class BatchNorm1d(_BatchNorm):
