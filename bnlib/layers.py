@@ -188,7 +188,7 @@ class _BatchNorm(nn.Module):
     def _update_running_stats(self, mean, var, m):
         """running <- (1 - momentum) running + momentum batch, with the UNBIASED m/(m-1) variance.
 
-        The ``ema_update`` rule, ``torch.lerp``, done in place on both buffers at once. ``mean`` and
+        The ``ema_update`` rule, ``torch.lerp``, done in place on both buffers. ``mean`` and
         ``var`` carry no gradient (non-differentiable outputs of the Function), so these in-place
         updates of the buffers record nothing for autograd.
         """
@@ -196,8 +196,9 @@ class _BatchNorm(nn.Module):
         momentum = self.momentum
         if momentum is None:  # cumulative average: the t-th batch gets weight 1/t
             momentum = 1.0 / float(self.num_batches_tracked)
-        # running + momentum (batch - running), for the mean and for var m/(m-1) in one kernel call
-        torch._foreach_lerp_((self.running_mean, self.running_var), (mean, var * (m / (m - 1))), momentum)
+        # running + momentum (batch - running), for the mean and for the unbiased variance var m/(m-1)
+        self.running_mean.lerp_(mean, momentum)
+        self.running_var.lerp_(var * (m / (m - 1)), momentum)
 
 
 class BatchNorm1d(_BatchNorm):
