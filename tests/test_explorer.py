@@ -1,9 +1,12 @@
 """The Explorer plumbing every widget of the course is built on."""
 
+import io
+
 import ipywidgets as widgets
 from matplotlib.figure import Figure
+from PIL import Image
 
-from bnlib.widgets import Explorer
+from bnlib.widgets import Explorer, render_png
 
 
 def line_plot(slope):
@@ -36,3 +39,14 @@ def test_an_error_in_draw_is_shown_not_swallowed():
     assert "slope too steep" in explorer.readout.value and "bn-error" in explorer.readout._dom_classes
     slider.value = 0.5
     assert explorer.error is None and "bn-error" not in explorer.readout._dom_classes
+
+
+def test_render_png_redraws_a_reused_figure_only_when_it_changed():
+    figure = Figure(figsize=(2, 1.5))
+    line = figure.add_subplot().plot([0, 1], [0, 1])[0]
+    first = render_png(figure, dpi=80)
+    assert Image.open(io.BytesIO(first)).size == (160, 120)
+    assert render_png(figure, dpi=80) == first
+    line.set_ydata([1, 0])
+    assert render_png(figure, dpi=80) != first
+    assert Image.open(io.BytesIO(render_png(figure, dpi=40))).size == (80, 60)

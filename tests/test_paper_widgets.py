@@ -1,7 +1,10 @@
 """The MNIST chapter's momentum and batch-size explorers: extremes do not break them; they show what they claim."""
 
+import io
+
 import numpy as np
 import pytest
+from PIL import Image
 
 from bnlib import paper, widgets
 from bnlib.widgets.batch_size import BATCH_SIZES
@@ -42,6 +45,27 @@ def test_every_momentum_control_changes_the_readout_and_the_plot(momentum, name,
     momentum.controls["momentum"].value = 0.1
     momentum.controls["unit"].value = 0
     assert_control_changes_readout_and_plot(momentum, name, value)
+
+
+def test_moving_the_momentum_keeps_the_axes_and_draws_the_whole_figure(momentum):
+    """Only the curves are redrawn when the momentum moves (over a cached background): the axes must stay
+    put, and the picture must be the figure's full drawing, but for the pixels where a curve starts on a
+    left spine (drawn over it instead of under it)."""
+    momentum.controls["unit"].value = 5
+    limits = None
+    for value in (0.01, 0.1, 1.0):
+        momentum.controls["momentum"].value = value
+        figure = momentum.draw(**momentum.values())[0]
+        assert limits in (None, [ax.get_ylim() for ax in figure.axes])
+        limits = [ax.get_ylim() for ax in figure.axes]
+        shown = np.array(figure.canvas.buffer_rgba())  # a copy: savefig draws on the same canvas
+        full = io.BytesIO()
+        figure.savefig(full, format="rgba", dpi=figure.dpi)
+        full = np.frombuffer(full.getvalue(), np.uint8).reshape(shown.shape)
+        _, columns = np.nonzero((shown != full).any(axis=2))
+        left_spines = np.array([ax.bbox.x0 for ax in figure.axes])
+        assert np.all(np.abs(columns[:, np.newaxis] - left_spines).min(axis=1) <= 1)
+        assert Image.open(io.BytesIO(momentum.image.value)).size == (shown.shape[1], shown.shape[0])
 
 
 def test_momentum_readout_names_the_unit_and_its_final_statistics(momentum):

@@ -12,11 +12,27 @@ import io
 import traceback
 
 import ipywidgets as widgets
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from PIL import Image
 
 
 def render_png(figure, dpi=80):
+    """PNG bytes of ``figure`` at ``dpi``, from its Agg canvas.
+
+    The canvas is drawn only if the figure changed since it was last drawn (``figure.stale``), so a
+    ``draw`` that blits (redraws a few artists over a cached background) leaves its picture to encode
+    as it is. Compression level 1 encodes several times faster than the default, for a file barely larger.
+    """
+    if not isinstance(figure.canvas, FigureCanvasAgg):
+        FigureCanvasAgg(figure)  # attaches itself to the figure, with nothing drawn on it yet
+        figure.stale = True
+    if figure.dpi != dpi:
+        figure.set_dpi(dpi)
+    if figure.stale:
+        figure.canvas.draw()
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=dpi)
+    Image.fromarray(np.asarray(figure.canvas.buffer_rgba())).save(buffer, format="png", compress_level=1)
     return buffer.getvalue()
 
 

@@ -11,6 +11,7 @@ the weights at the checkpoints, the population statistics) is computed once, bef
 import numpy as np
 import torch
 from ipywidgets import FloatLogSlider, IntSlider, Layout
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, MultipleLocator
 
@@ -65,7 +66,12 @@ class MomentumReplay:
 
 
 def momentum_explorer(result=None, momentum=0.1, unit=0):
-    """Log slider for momentum (0.001 to 1), slider for the unit; running vs population statistics, accuracy."""
+    """Log slider for momentum (0.001 to 1), slider for the unit; running vs population statistics, accuracy.
+
+    The axes do not depend on the momentum (the accuracy axis only moves in steps of 0.1), so moving it
+    redraws only the curves (blitting): the figure without them is drawn once per unit and kept as a
+    background; each draw restores it and draws the curves, the legends and the momentum's title on top.
+    """
     from ..data import load_mnist
 
     result = run_paper_experiment() if result is None else result
@@ -73,7 +79,9 @@ def momentum_explorer(result=None, momentum=0.1, unit=0):
         replay = MomentumReplay(result, *load_mnist(train=False))
     steps = replay.steps
     trace_steps = np.arange(0, len(replay.batch_mean) + 1, TRACE_EVERY)
-    figure = Figure(figsize=(13, 3.6))
+    populations = (replay.population_mean, replay.population_var)
+    figure = Figure(figsize=(13, 3.6), dpi=80)
+    canvas = FigureCanvasAgg(figure)
     figure.subplots_adjust(left=0.06, right=0.99, bottom=0.15, top=0.9, wspace=0.3)  # fixed: faster redraws
     axes = figure.subplots(1, 3)
     running_lines, population_lines = [], []
@@ -82,11 +90,12 @@ def momentum_explorer(result=None, momentum=0.1, unit=0):
         population_lines.append(ax.plot([], [], color="black", linestyle=":", marker=".", markersize=3,
                                         label="population (Alg. 2)")[0])
         ax.set_ylabel(f"{name} of u W (BN input)")
+        ax.set_xlim(0, steps[-1])
     axes[0].legend(loc="upper right", fontsize=8)
     accuracy_line = axes[2].plot(steps[replay.picked], np.zeros(len(replay.picked)), color="tab:red", marker="o",
                                  markersize=3, label="running statistics")[0]
-    axes[2].plot(steps[replay.picked[1:]], replay.population_accuracy, color="black", linestyle=":",
-                 label="population statistics")
+    population_accuracy_line = axes[2].plot(steps[replay.picked[1:]], replay.population_accuracy, color="black",
+                                            linestyle=":", label="population statistics")[0]
     axes[2].set_ylabel(f"accuracy, {len(replay.test_labels)} test images")
     axes[2].legend(loc="lower right", fontsize=8)
     for ax in axes:  # few ticks and labels: rendering text is most of the time of a redraw
@@ -95,25 +104,42 @@ def momentum_explorer(result=None, momentum=0.1, unit=0):
         ax.yaxis.set_major_locator(MaxNLocator(4))
         ax.grid(alpha=0.3)
     axes[1].set_xlabel("training step (one run, replayed for every momentum)")
+    # Redrawn on every move, in this order (the population curves and the legends stay on top of the red curves).
+    on_top = [*running_lines, *population_lines, accuracy_line, population_accuracy_line,
+              axes[0].get_legend(), axes[2].get_legend(), axes[2].title]
+    for artist in on_top:
+        artist.set_animated(True)  # left out of canvas.draw(), hence out of the background
+    background = {"for": None, "pixels": None}  # the figure without the artists on top, for (unit, accuracy floor)
+
+    def draw_background(unit, accuracy_floor):
+        for ax, population_line, batch, population, start in zip(
+                axes[:2], population_lines, (replay.batch_mean, replay.unbiased_var), populations, (0.0, 1.0)):
+            population_line.set_data(steps[1:], population[:, LAYER, unit])
+            # A running average stays between its start and the batch values (of which 1% are clipped).
+            low, high = np.percentile(batch[:, LAYER, unit], [0.5, 99.5])
+            low, high = min(low, start), max(high, start)
+            margin = 0.1 * (high - low) + 1e-6
+            ax.set_ylim(low - margin, high + margin)
+            ax.set_title(f"last hidden layer, unit {unit}", fontsize=10)
+        axes[2].set_ylim(accuracy_floor, 1.0)
+        canvas.draw()
+        return canvas.copy_from_bbox(figure.bbox)
 
     def draw(momentum, unit):
         with small_model_settings():
             trace_mean, trace_var, accuracy = replay.replay(momentum, unit)
-        populations = (replay.population_mean, replay.population_var)
-        for line, population_line, trace, population in zip(running_lines, population_lines,
-                                                            (trace_mean, trace_var), populations):
-            line.set_data(trace_steps, trace)
-            line.axes.set_title(f"last hidden layer, unit {unit}", fontsize=10)
-            population_line.set_data(steps[1:], population[:, LAYER, unit])
-            both = np.concatenate([trace, population[:, LAYER, unit]])
-            low, high = np.percentile(both, [0.5, 99.5])  # ignore the first steps' climb from 0 and 1
-            margin = 0.1 * (high - low) + 1e-6
-            line.axes.set_ylim(low - margin, high + margin)
-            line.axes.set_xlim(0, steps[-1])
-        accuracy_line.set_ydata(accuracy)
         lowest = min(accuracy[1:].min(), replay.population_accuracy.min())  # step 0 is chance for any momentum
-        axes[2].set_ylim(max(0.0, lowest - 0.02), 1.0)
+        accuracy_floor = max(0.0, np.floor(10 * (lowest - 0.01)) / 10)  # in steps of 0.1: it rarely moves
+        if background["for"] != (unit, accuracy_floor):
+            background.update({"for": (unit, accuracy_floor), "pixels": draw_background(unit, accuracy_floor)})
+        canvas.restore_region(background["pixels"])
+        running_lines[0].set_data(trace_steps, trace_mean)
+        running_lines[1].set_data(trace_steps, trace_var)
+        accuracy_line.set_ydata(accuracy)
         axes[2].set_title(f"eval mode, momentum {momentum:.3g}", fontsize=10)
+        for artist in on_top:
+            figure.draw_artist(artist)
+        figure.stale = False  # the canvas shows the figure as it now is: render_png encodes it without drawing
         text = (f"momentum {momentum:.3g}, unit {unit} of the last hidden layer: at the end running mean "
                 f"{trace_mean[-1]:.3g}, variance {trace_var[-1]:.3g}; population mean "
                 f"{replay.population_mean[-1, LAYER, unit]:.3g}, variance {replay.population_var[-1, LAYER, unit]:.3g}. "
@@ -128,6 +154,6 @@ def momentum_explorer(result=None, momentum=0.1, unit=0):
                                    readout_format=".3g", continuous_update=False, layout=Layout(width="45%")),
         "unit": IntSlider(value=unit, min=0, max=99, description="unit", continuous_update=False),
     }
-    explorer = Explorer(controls, draw)
+    explorer = Explorer(controls, draw, dpi=figure.dpi)  # the background is drawn at this dpi
     explorer.replay = replay
     return explorer
