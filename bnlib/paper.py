@@ -15,9 +15,7 @@ The paper leaves some choices open. Ours:
 - plain SGD with learning rate 0.5 on the batch's mean cross-entropy; no momentum, no weight decay.
   Both networks train with it; the baseline does not diverge and the BN network does not stall.
 - both networks start from the same weights and see the same mini-batches in the same order.
-- test accuracy and the sigmoid inputs are measured at evenly spaced checkpoints, in inference mode: the
-  BN network normalizes with running statistics (PyTorch's default momentum 0.1) replayed from the
-  batch statistics recorded at every step.
+- test accuracy and the sigmoid inputs are measured at evenly spaced checkpoints, in inference mode.
 
 Inference mode: the BN network normalizes with running statistics, PyTorch's convention and default
 momentum 0.1, ``running = (1 - momentum) running + momentum batch`` with the unbiased batch variance.
@@ -65,17 +63,21 @@ def running_at_checkpoints(batch_values, momentum, every, initial):
     return np.concatenate([start[np.newaxis], running]).reshape(len(running) + 1, *shape)
 
 
+def unbiased_batch_var(result):
+    """Every step's UNBIASED batch variance m/(m-1) sigma_B^2, (steps, 3, 100): what ``running_var`` averages."""
+    batch_size = int(result["batch_size"])
+    return np.asarray(result["batch_var"]) * (batch_size / (batch_size - 1))
+
+
 def running_statistics(result, momentum=EVAL_MOMENTUM):
     """A BN layer's ``running_mean`` and ``running_var`` at each checkpoint, (C+1, 3, 100) each.
 
     As ``torch.nn.BatchNorm1d`` keeps them: starting at 0 and 1, updated with the batch mean and the
-    UNBIASED batch variance m/(m-1) sigma_B^2.
+    unbiased batch variance.
     """
     every = int(result["steps"][1] - result["steps"][0])
-    batch_size = int(result["batch_size"])
-    unbiased = np.asarray(result["batch_var"]) * (batch_size / (batch_size - 1))
     return (running_at_checkpoints(result["batch_mean"], momentum, every, 0.0),
-            running_at_checkpoints(unbiased, momentum, every, 1.0))
+            running_at_checkpoints(unbiased_batch_var(result), momentum, every, 1.0))
 
 
 def stack_network(parameters, net):

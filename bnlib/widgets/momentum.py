@@ -16,7 +16,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, MultipleLocator
 
 from . import Explorer
-from ..paper import inference_layers, inference_pass, run_paper_experiment, running_at_checkpoints, stack_network
+from ..paper import (inference_layers, inference_pass, run_paper_experiment, running_at_checkpoints, stack_network,
+                     unbiased_batch_var)
 from ..plots import STEP_TICKS
 from ..running_stats import population_statistics
 from ..training import small_model_settings
@@ -33,11 +34,10 @@ class MomentumReplay:
     """
 
     def __init__(self, result, test_images, test_labels, checkpoint_every=5, test_examples=1000):
-        self.batch_size = int(result["batch_size"])
         self.steps = result["steps"]
         self.every = int(self.steps[1] - self.steps[0])
         self.batch_mean = np.asarray(result["batch_mean"])
-        self.unbiased_var = np.asarray(result["batch_var"]) * (self.batch_size / (self.batch_size - 1))
+        self.unbiased_var = unbiased_batch_var(result)
         self.picked = np.arange(0, len(self.steps), checkpoint_every)  # the checkpoints evaluated on each draw
         self.network = stack_network(result["parameters"][self.picked], net=1)
         self.first_products = test_images[:test_examples] @ self.network["weights"][0]  # x W_1, per checkpoint
@@ -45,7 +45,7 @@ class MomentumReplay:
         # Algorithm 2 over the batches between consecutive checkpoints: E[mu_B], m/(m-1) E[sigma_B^2].
         blocks = lambda values: values.reshape(-1, self.every, *values.shape[1:]).swapaxes(0, 1)  # noqa: E731
         self.population_mean, self.population_var = population_statistics(
-            blocks(self.batch_mean), blocks(np.asarray(result["batch_var"])), self.batch_size)
+            blocks(self.batch_mean), blocks(np.asarray(result["batch_var"])), int(result["batch_size"]))
         after_start = self.picked[1:]  # no batches before step 0, hence no population statistics there
         self.population_accuracy = self.accuracy(self.population_mean[after_start - 1],
                                                  self.population_var[after_start - 1], rows=slice(1, None))
