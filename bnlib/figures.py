@@ -9,6 +9,7 @@ import argparse
 import importlib
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -45,21 +46,15 @@ def to_json(value):
 
 
 def write_figure(name, make, out_dir):
-    import matplotlib.pyplot as plt
-
-    figure, data = make()
+    figure, data = make()  # a matplotlib.figure.Figure, outside pyplot: nothing to close
     out_dir.mkdir(parents=True, exist_ok=True)
     figure.savefig(out_dir / f"{name}.png", dpi=120, bbox_inches="tight")
-    plt.close(figure)
     if data is not None:
         (out_dir / f"{name}.json").write_text(json.dumps(to_json(data), indent=1) + "\n")
     return out_dir / f"{name}.png"
 
 
 def main(argv=None):
-    import matplotlib
-
-    matplotlib.use("Agg")
     from tqdm.auto import tqdm
 
     parser = argparse.ArgumentParser(prog="python -m bnlib.figures", description=__doc__.splitlines()[0])
@@ -74,8 +69,6 @@ def main(argv=None):
     unknown = [name for name in args.names if name not in figures]
     if unknown:
         parser.error(f"unknown figure(s): {', '.join(unknown)}; `--list` names the figures")
-    from pathlib import Path
-
     names = args.names or list(figures)
     for name in tqdm(names, desc="figures", unit="figure"):
         path = write_figure(name, figures[name], Path(args.out))
