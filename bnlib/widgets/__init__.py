@@ -1,6 +1,6 @@
 """Interactive explorers: a few controls, a plot and a one-line readout.
 
-Every explorer of the course is built by :func:`explorer`, so they all look and behave alike: moving
+Every explorer of the course is an :class:`Explorer`, so they all look and behave alike: moving
 a control calls ``draw(**values)``, which returns a matplotlib ``Figure`` and a readout string; the
 figure is shown as a PNG image. An error in ``draw`` is shown in the readout instead of vanishing
 into the widget log. The CSS classes ``bn-explorer``, ``bn-readout``, ``bn-plot`` and ``bn-error``
