@@ -28,7 +28,8 @@ from .small_batches import SWEEP_CONFIG, batch_size_sweep
 from .training import GROUPS
 
 EPS = 1e-5
-AXES = ("batch", "layer", "group")
+STATISTIC_AXIS = {"batch": 0, "layer": 1, "group": 2}  # of h (N, C), or of h as (N, G, C/G) for group
+AXES = tuple(STATISTIC_AXIS)
 
 
 def normalize(h, norm, groups=GROUPS, eps=EPS):
@@ -36,19 +37,14 @@ def normalize(h, norm, groups=GROUPS, eps=EPS):
     h = np.asarray(h, dtype=np.float64)
     if h.ndim != 2:
         raise ValueError(f"h must be (N, C) activations, got shape {h.shape}")
-    if norm == "batch":
-        mean, var = h.mean(0, keepdims=True), h.var(0, keepdims=True)        # per unit, over examples
-    elif norm == "layer":
-        mean, var = h.mean(1, keepdims=True), h.var(1, keepdims=True)        # per example, over units
-    elif norm == "group":
-        if h.shape[1] % groups:
-            raise ValueError(f"{h.shape[1]} units do not split into {groups} equal groups; pick a divisor")
-        grouped = h.reshape(len(h), groups, -1)                              # (N, G, C/G)
-        mean = grouped.mean(2, keepdims=True).repeat(grouped.shape[2], 2).reshape(h.shape)
-        var = grouped.var(2, keepdims=True).repeat(grouped.shape[2], 2).reshape(h.shape)
-    else:
+    if norm not in AXES:
         raise ValueError(f"norm must be one of {AXES}, got {norm!r}")
-    return (h - mean) / np.sqrt(var + eps)
+    if norm == "group" and h.shape[1] % groups:
+        raise ValueError(f"{h.shape[1]} units do not split into {groups} equal groups; pick a divisor")
+    x = h.reshape(len(h), groups, -1) if norm == "group" else h   # group: (N, G, C/G)
+    axis = STATISTIC_AXIS[norm]  # batch: over examples, per unit; layer: over units; group: within each group
+    mean, var = x.mean(axis, keepdims=True), x.var(axis, keepdims=True)
+    return ((x - mean) / np.sqrt(var + eps)).reshape(h.shape)
 
 
 def torch_reference(h, norm, groups=GROUPS, eps=EPS):
