@@ -27,7 +27,7 @@ from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
 from .cache import cached
-from .training import accuracy, chapter_mlp, mnist, random_batches, train_mlp
+from .training import accuracy, chapter_mlp, consecutive_batches, mnist, random_batches, train_mlp
 
 SORTED_CONFIG = {"steps": 1000, "batch_size": 60, "lr": 0.1, "seed": 0}
 GAN_CONFIG = {"steps": 600, "half_batch": 32, "lr": 0.1, "seed": 0, "train_per_kind": 8000,
@@ -50,7 +50,7 @@ def class_sorted_test_batches(labels, batch_size):
     batches = []
     for c in range(int(labels.max()) + 1):
         members = torch.nonzero(labels == c).flatten()
-        batches += list(members[:len(members) - len(members) % batch_size].view(-1, batch_size))
+        batches += [members[b] for b in consecutive_batches(len(members), batch_size)]
     return batches
 
 
