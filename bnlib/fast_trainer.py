@@ -18,10 +18,10 @@ Speed. At batch 60 the arithmetic is small (well under a millisecond per step); 
 - the test set is evaluated after training, from the weights saved at the checkpoints.
 
 Measured on a 2-core laptop CPU, one thread, batch 60: the textbook loop (``nn.Sequential`` with
-``torch.nn.BatchNorm1d``, autograd, ``torch.optim.SGD``) takes about 1.8 ms per step for the two
-networks, this trainer about 1.05 ms. Half of that is matrix products that any method must do (the
-first layer's forward and weight gradient alone, about 0.26 ms), which caps this kind of speedup near
-3.5x; most of the rest is the launch cost of about 130 small operations, a third of them batch norm's.
+``torch.nn.BatchNorm1d``, autograd, ``torch.optim.SGD``) takes about 1.7 ms per step for the two
+networks, this trainer about half that (``python -m bnlib.bench --json paper_step_speedup_vs_naive``
+measures the ratio). What remains is the matrix products any method must do (about 0.35 ms) and the
+launch cost of about 130 small operations, a third of them batch norm's.
 """
 
 import math
