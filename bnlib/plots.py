@@ -1,6 +1,7 @@
 """Plots of the MNIST experiment, and the course's reproduction of the paper's Figure 1.
 
-``percentile_bands`` and ``accuracy_curves`` draw on any matplotlib ``Axes`` (the widgets reuse them);
+``percentile_bands`` and ``accuracy_curves`` draw on any matplotlib ``Axes`` (notebook 02's figures reuse
+``percentile_bands``);
 ``figure1`` lays out the three panels as the paper does: (a) test accuracy of both networks against
 training step, (b) without BN and (c) with BN the 15th, 50th and 85th percentiles of one typical
 last-hidden-layer unit's sigmoid input over the test set.
