@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from bnlib import paper, widgets
-from bnlib.widgets.batch_size import BATCH_SIZES
+from bnlib.widgets.batch_size import BATCH_SIZES, SHORT_RUN
 from bnlib.widgets.momentum import LAYER
 
 from explorer_checks import assert_control_changes_readout_and_plot
@@ -127,8 +127,9 @@ def test_batch_size_explorer_shows_every_accuracy_point(batch_size, size):
 
 def test_small_batches_hurt_batch_norm():
     """At batch size 2 the batch statistics are mostly noise: BN's lead shrinks to under half, its bands drift more."""
-    tiny = paper.findings(paper.run_paper_experiment(batch_size=2, steps=3_000, checkpoints=30, progress=False))
-    usual = paper.findings(paper.run_paper_experiment(batch_size=60, steps=3_000, checkpoints=30, progress=False))
+    assert SHORT_RUN == {"steps": 3_000, "checkpoints": 30}  # the run notebook 06 describes
+    tiny = paper.findings(paper.run_paper_experiment(batch_size=2, progress=False, **SHORT_RUN))
+    usual = paper.findings(paper.run_paper_experiment(batch_size=60, progress=False, **SHORT_RUN))
     print("batch 2:", tiny["final_accuracy"], "batch 60:", usual["final_accuracy"])
     lead = {name: facts["final_accuracy"]["batch norm"] - facts["final_accuracy"]["baseline"]
             for name, facts in (("tiny", tiny), ("usual", usual))}
