@@ -27,7 +27,7 @@ from .cache import cached
 from .data import load_mnist
 from .models import paper_mlp
 from .plots import percentile_bands
-from .training import small_model_settings
+from .training import accuracy, train_mlp
 
 PERCENTILES = (15, 50, 85)
 DRIFT_CONFIG = {"steps": 3000, "batch_size": 60, "lr": 2.0, "init_std": 0.01, "seed": 0, "record_every": 25,
@@ -54,29 +54,26 @@ def train_and_record(steps, batch_size, lr, init_std, seed, record_every, probe_
     probe, probe_labels = test_images[:probe_size], test_labels[:probe_size]
     torch.manual_seed(seed)
     model = paper_mlp(init_std=init_std)
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
     order = torch.randint(len(images), (steps, batch_size), generator=torch.Generator().manual_seed(seed))
+    recorded = range(0, steps + 1, record_every)
     record = {"steps": [], "x_percentiles": [], "u_percentiles": [], "accuracy": [], "x_snapshots": [],
               "u_snapshots": []}
-    for step in tqdm(range(steps + 1), desc="training", unit="step", disable=not progress, mininterval=1.0):
-        if step % record_every == 0 or step in snapshots:
-            with torch.no_grad():
-                x, u = sigmoid_inputs(model, probe)
-                if step % record_every == 0:
-                    record["steps"].append(step)
-                    record["x_percentiles"].append(np.percentile(x.numpy(), PERCENTILES, axis=0).T)
-                    record["u_percentiles"].append(np.percentile(u.numpy(), PERCENTILES, axis=0).T)
-                    record["accuracy"].append((model(probe).argmax(1) == probe_labels).float().mean().item())
-                if step in snapshots:
-                    record["x_snapshots"].append(x.numpy())
-                    record["u_snapshots"].append(u.numpy())
-        if step == steps:
-            break
-        batch = order[step]
-        loss = torch.nn.functional.cross_entropy(model(images[batch]), labels[batch])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+
+    @torch.no_grad()
+    def measure(step):
+        x, u = sigmoid_inputs(model, probe)
+        if step in recorded:
+            record["steps"].append(step)
+            record["x_percentiles"].append(np.percentile(x.numpy(), PERCENTILES, axis=0).T)
+            record["u_percentiles"].append(np.percentile(u.numpy(), PERCENTILES, axis=0).T)
+            record["accuracy"].append(accuracy(model, probe, probe_labels))
+        if step in snapshots:
+            record["x_snapshots"].append(x.numpy())
+            record["u_snapshots"].append(u.numpy())
+
+    with tqdm(total=steps, desc="training", unit="step", disable=not progress, mininterval=1.0) as bar:
+        train_mlp(model, images, labels, [[batch] for batch in order], lr, on_checkpoint=measure,
+                  checkpoints={*recorded, *snapshots}, progress=bar)
     return {"snapshot_steps": np.array(snapshots), **{key: np.array(value) for key, value in record.items()}}
 
 
@@ -89,8 +86,7 @@ def drift_run(progress=True, **overrides):
     config = {**DRIFT_CONFIG, **overrides}
     if config["steps"] % config["record_every"]:
         raise ValueError("steps must be a multiple of record_every, so the last step is recorded")
-    with small_model_settings():
-        return cached("hidden_input_drift", config, lambda: train_and_record(**config, progress=progress))
+    return cached("hidden_input_drift", config, lambda: train_and_record(**config, progress=progress))
 
 
 def band_width(percentiles):

@@ -15,7 +15,7 @@ from torch import nn
 from .cache import cached
 from .data import load_mnist
 from .layers import BatchNorm1d
-from .training import small_model_settings
+from .training import random_batches, train_mlp
 
 PLACEMENTS = ("before", "after")
 ACTIVATIONS = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU}
@@ -51,20 +51,12 @@ def train_one(placement, activation, seed, train, test, config):
     """SGD with momentum on random mini-batches; the training loss at every step, test metrics every few."""
     torch.manual_seed(seed)
     model = placement_mlp(placement, activation, config["hidden"])
-    optimizer = torch.optim.SGD(model.parameters(), lr=config["lr"], momentum=config["momentum"])
-    generator = torch.Generator().manual_seed(seed)
-    losses, test_losses, test_accuracies = [], [], []
-    for step in range(1, config["steps"] + 1):
-        batch = torch.randint(len(train[0]), (config["batch_size"],), generator=generator)
-        loss = nn.functional.cross_entropy(model(train[0][batch]), train[1][batch])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-        if step % config["eval_every"] == 0:
-            test_loss, accuracy = evaluate(model, *test)
-            test_losses.append(test_loss)
-            test_accuracies.append(accuracy)
+    batches = random_batches(len(train[0]), config["batch_size"], config["steps"], seed)
+    tested = []
+    losses = train_mlp(model, *train, batches, config["lr"], momentum=config["momentum"],
+                       on_checkpoint=lambda step: tested.append(evaluate(model, *test)),
+                       checkpoints=range(config["eval_every"], config["steps"] + 1, config["eval_every"]))
+    test_losses, test_accuracies = zip(*tested)
     return losses, test_losses, test_accuracies
 
 
@@ -78,11 +70,10 @@ def run_placement_experiment(config=CONFIG):
     test = load_mnist(train=False)
     results = {}
     runs = [(a, p, s) for a in ACTIVATIONS for p in PLACEMENTS for s in config["seeds"]]
-    with small_model_settings():
-        for activation, placement, seed in tqdm(runs, desc="placement experiment", unit="run"):
-            for name, values in zip(("train_loss", "test_loss", "test_accuracy"),
-                                    train_one(placement, activation, seed, train, test, config)):
-                results.setdefault(f"{activation}/{placement}/{name}", []).append(values)
+    for activation, placement, seed in tqdm(runs, desc="placement experiment", unit="run"):
+        for name, values in zip(("train_loss", "test_loss", "test_accuracy"),
+                                train_one(placement, activation, seed, train, test, config)):
+            results.setdefault(f"{activation}/{placement}/{name}", []).append(values)
     return {key: np.array(values) for key, values in results.items()}
 
 

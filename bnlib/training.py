@@ -90,8 +90,10 @@ def small_model_settings():
         torch.set_num_threads(threads)
 
 
-def train_mlp(model, images, labels, batches, lr, on_checkpoint=None, checkpoints=(), progress=None):
+def train_mlp(model, images, labels, batches, lr, on_checkpoint=None, checkpoints=(), progress=None, momentum=0.0):
     """Plain SGD, w <- w - lr dL/dw, one step per entry of ``batches``; returns the loss per step.
+
+    With ``momentum`` mu > 0, torch's heavy ball: v <- mu v + dL/dw, w <- w - lr v.
 
     The loss of a step is the mean cross-entropy of its forward passes (one per index tensor of the
     entry). ``on_checkpoint(step)`` is called when ``step`` updates are done, for each step in
@@ -100,7 +102,7 @@ def train_mlp(model, images, labels, batches, lr, on_checkpoint=None, checkpoint
     if lr <= 0:
         raise ValueError(f"lr must be positive, got {lr}")
     checkpoints = set(checkpoints)
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
     losses = np.empty(len(batches))
     model.train()
     with small_model_settings():

@@ -58,6 +58,35 @@ def test_a_step_with_two_forward_passes_uses_the_mean_of_their_losses_with_separ
     assert abs(losses[0] - joint) > 1e-4  # one batch of 16 is normalized differently
 
 
+def test_momentum_is_the_heavy_ball_rule():
+    """v <- mu v + g, w <- w - lr v, checked against the two steps written out by hand."""
+    images, labels = mnist(train=True)
+    batches = random_batches(len(labels), 16, 2, seed=7)
+    lr, mu = 0.1, 0.9
+    model = chapter_mlp("none", seed=4)
+    train_mlp(model, images, labels, batches, lr, momentum=mu)
+
+    def gradients(net, batch):
+        net.zero_grad()
+        nn.functional.cross_entropy(net(images[batch]), labels[batch]).backward()
+        return [p.grad.clone() for p in net.parameters()]
+
+    by_hand = chapter_mlp("none", seed=4)
+    first = gradients(by_hand, batches[0][0])
+    with torch.no_grad():
+        for p, g in zip(by_hand.parameters(), first):
+            p -= lr * g
+    second = gradients(by_hand, batches[1][0])
+    with torch.no_grad():
+        for p, g0, g1 in zip(by_hand.parameters(), first, second):
+            p -= lr * (mu * g0 + g1)
+    for trained, expected in zip(model.parameters(), by_hand.parameters()):
+        torch.testing.assert_close(trained, expected, rtol=1e-5, atol=1e-6)
+    plain = chapter_mlp("none", seed=4)
+    train_mlp(plain, images, labels, batches, lr)
+    assert (plain[0].weight - model[0].weight).abs().max() > 1e-4
+
+
 def test_checkpoints_are_called_after_that_many_updates():
     images, labels = mnist(train=True)
     model, seen = chapter_mlp("layer"), []
