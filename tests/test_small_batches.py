@@ -66,11 +66,11 @@ def test_learning_rate_scales_with_the_batch():
 
 
 def test_batch_norm_accuracy_collapses_at_batch_two(sweep):
-    """Notebook: BN at batch 2 is far below BN at batch 32 (about 31% against 90%)."""
+    """Notebook: BN at batch 2 is far below BN at batch 32 (about 33% against 90%)."""
     bn = sweep["eval_accuracy"][SWEEP_CONFIG["norms"].index("batch")]
     sizes = SWEEP_CONFIG["batch_sizes"]
     assert bn[sizes.index(32)] > 0.85
-    assert bn[sizes.index(2)] < bn[sizes.index(32)] - 0.3
+    assert bn[sizes.index(2)] < 0.5 and bn[sizes.index(2)] < bn[sizes.index(32)] - 0.3
     assert bn[sizes.index(2)] < bn[sizes.index(4)] < bn[sizes.index(32)]
     assert sweep["train_mode_accuracy"][sizes.index(2)] < 0.5
 
