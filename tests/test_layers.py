@@ -78,7 +78,7 @@ def test_training_steps_match_torch_in_float64(layout, channels, sizes, momentum
         if n == 1:  # one sample at a time is fine with running statistics
             ours.eval(), theirs.eval()
         x = torch.randn((n, channels, *spatial), dtype=torch.float64, generator=generator) * 3 + 2
-        step_both(ours, theirs, x, atol=1e-10)
+        step_both(ours, theirs, x, atol=1e-12)
 
 
 @pytest.mark.parametrize("kind", [1, 2])
@@ -98,9 +98,9 @@ def test_affine_and_tracking_options_match_torch(kind, options):
     ours, theirs = random_pair(kind, 4, **options)
     assert [name for name, _ in ours.named_parameters()] == [name for name, _ in theirs.named_parameters()]
     for n in (5, 3):
-        step_both(ours, theirs, batch(kind, n, 4), atol=1e-10)
+        step_both(ours, theirs, batch(kind, n, 4), atol=1e-12)
     ours.eval(), theirs.eval()  # without running statistics, eval mode still uses the batch's
-    step_both(ours, theirs, batch(kind, 6, 4), atol=1e-10)
+    step_both(ours, theirs, batch(kind, 6, 4), atol=1e-12)
 
 
 def test_momentum_none_is_the_cumulative_average():
@@ -132,14 +132,14 @@ def test_state_dicts_load_both_ways(kind):
     torch.manual_seed(4)
     trained_ours, trained_theirs = random_pair(kind, 5)
     for n in (6, 3):
-        step_both(trained_ours, trained_theirs, batch(kind, n, 5), atol=1e-10)
+        step_both(trained_ours, trained_theirs, batch(kind, n, 5), atol=1e-12)
     fresh_theirs = PAIRS[kind][1](5, dtype=torch.float64)
     fresh_theirs.load_state_dict(trained_ours.state_dict(), strict=True)
     fresh_ours = PAIRS[kind][0](5, dtype=torch.float64)
     fresh_ours.load_state_dict(trained_theirs.state_dict(), strict=True)
     for ours, theirs in ((trained_ours, fresh_theirs), (fresh_ours, trained_theirs)):
         ours.eval(), theirs.eval()
-        step_both(ours, theirs, batch(kind, 4, 5), atol=1e-10)
+        step_both(ours, theirs, batch(kind, 4, 5), atol=1e-12)
 
 
 def test_constructor_and_repr_match_torch():
@@ -185,9 +185,9 @@ def test_functional_returns_batch_statistics_and_matches_torch():
     ours = torch.autograd.grad(out, (x, weight, bias), upstream)
     reference = F.batch_norm(x, None, None, weight, bias, training=True, eps=1e-3)
     theirs = torch.autograd.grad(reference, (x, weight, bias), upstream)
-    torch.testing.assert_close(out, reference, rtol=0, atol=1e-10)
+    torch.testing.assert_close(out, reference, rtol=0, atol=1e-12)
     for mine, expected in zip(ours, theirs):
-        torch.testing.assert_close(mine, expected, rtol=0, atol=1e-10)
+        torch.testing.assert_close(mine, expected, rtol=0, atol=1e-12)
 
 
 def test_functional_without_weight_and_bias_matches_torch():
@@ -196,9 +196,9 @@ def test_functional_without_weight_and_bias_matches_torch():
     out, _, _ = batch_norm_train(x, None, None)
     upstream = torch.randn_like(out)
     reference = F.batch_norm(x, None, None, training=True)
-    torch.testing.assert_close(out, reference, rtol=0, atol=1e-10)
+    torch.testing.assert_close(out, reference, rtol=0, atol=1e-12)
     torch.testing.assert_close(torch.autograd.grad(out, x, upstream)[0],
-                               torch.autograd.grad(reference, x, upstream)[0], rtol=0, atol=1e-10)
+                               torch.autograd.grad(reference, x, upstream)[0], rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("shape", [(5, 3), (4, 2, 3), (3, 2, 2, 3)])
