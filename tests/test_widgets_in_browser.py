@@ -134,18 +134,17 @@ def test_explorers_respond_in_jupyterlab(notebook, lab, chromium, screenshots):
 
 
 def test_app_explorers_respond_in_voila(chromium, course, tmp_path_factory, screenshots):
-    app = APP if APP.exists() else NOTEBOOKS[0] if NOTEBOOKS else pytest.fail("no widget notebook to serve")
-    server = start_voila(course / "notebooks" / app.name, tmp_path_factory.mktemp("voila"))
+    server = start_voila(course / "notebooks" / APP.name, tmp_path_factory.mktemp("voila"))
     page = chromium.new_page()
     try:
-        with kept_on_failure(page, screenshots, f"voila-{app.stem}", server):
+        with kept_on_failure(page, screenshots, f"voila-{APP.stem}", server):
             page.goto(f"{server.url}/?token={server.token}", wait_until="commit")
             page.wait_for_selector(".bn-explorer .bn-plot", timeout=RUN_TIMEOUT * 1000)
-            assert_no_errors(page, f"the Voila app of {app.name}")
+            assert_no_errors(page, f"the Voila app of {APP.name}")
             code = page.locator(".jp-CodeCell .jp-InputArea, .cm-editor").count()
-            assert not code, f"the app shows the code of {app.name}"
+            assert not code, f"the app shows the code of {APP.name}"
             for number, explorer in enumerate(page.locator(".bn-explorer").all(), 1):
-                exercise(page, explorer, f"voila {app.stem} explorer {number}", screenshots)
+                exercise(page, explorer, f"voila {APP.stem} explorer {number}", screenshots)
     finally:
         page.close()
         server.stop()
