@@ -316,8 +316,8 @@ def moves(control):
 def exercise(page, explorer, name, screenshots, idle=None, timeout=120):
     """Move every control of an explorer in each way a learner would; after each move the readout and
     the plot must both change (every readout states what each of its controls sets), and no error may
-    show. Writes a screenshot of the explorer after each move. ``idle()`` tells whether the notebook's kernel is idle, when the
-    server lets us know."""
+    show. Writes a screenshot of the explorer after each move. ``idle()`` tells whether the notebook's
+    kernel is idle, when the server lets us know."""
     explorer.scroll_into_view_if_needed()
     before = settle(explorer, idle, timeout)
     found = controls(explorer)
