@@ -24,10 +24,9 @@ import torch
 from matplotlib.figure import Figure
 
 from .cache import cached
-from .data import load_mnist
 from .models import paper_mlp
 from .plots import percentile_bands
-from .training import accuracy, train_mlp
+from .training import accuracy, mnist, train_mlp
 
 PERCENTILES = (15, 50, 85)
 DRIFT_CONFIG = {"steps": 3000, "batch_size": 60, "lr": 2.0, "init_std": 0.01, "seed": 0, "record_every": 25,
@@ -49,8 +48,8 @@ def train_and_record(steps, batch_size, lr, init_std, seed, record_every, probe_
     sigmoid input (and of the layer's input u, the previous layer's output) over the probe batch."""
     from tqdm.auto import tqdm
 
-    images, labels = load_mnist(train=True)
-    test_images, test_labels = load_mnist(train=False)
+    images, labels = mnist(train=True)
+    test_images, test_labels = mnist(train=False)
     probe, probe_labels = test_images[:probe_size], test_labels[:probe_size]
     torch.manual_seed(seed)
     model = paper_mlp(init_std=init_std)

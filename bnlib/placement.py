@@ -13,9 +13,8 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from .cache import cached
-from .data import load_mnist
 from .layers import BatchNorm1d
-from .training import random_batches, train_mlp
+from .training import mnist, random_batches, train_mlp
 
 PLACEMENTS = ("before", "after")
 ACTIVATIONS = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU}
@@ -64,10 +63,10 @@ def run_placement_experiment(config=CONFIG):
     """All placements x activations x seeds; arrays keyed ``"<activation>/<placement>/<quantity>"``."""
     from tqdm.auto import tqdm
 
-    images, labels = load_mnist(train=True)
+    images, labels = mnist(train=True)
     subset = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[:config["train_examples"]]
     train = images[subset], labels[subset]
-    test = load_mnist(train=False)
+    test = mnist(train=False)
     results = {}
     runs = [(a, p, s) for a in ACTIVATIONS for p in PLACEMENTS for s in config["seeds"]]
     for activation, placement, seed in tqdm(runs, desc="placement experiment", unit="run"):
