@@ -130,9 +130,10 @@ def noise_figure():
     """Std of the batch mean and variance against batch size, measured and from theory (log-log)."""
     noise = batch_statistic_noise()
     sizes = noise["batch_sizes"]
+    averaged = {key: noise[key].mean(1) for key in ("mean_std", "mean_theory", "var_std", "var_theory")}  # over units
     figure = Figure(figsize=(9, 3.6))
     for ax, stat, label in zip(figure.subplots(1, 2), ("mean", "var"), ("batch mean", "batch variance")):
-        measured, theory = noise[f"{stat}_std"].mean(1), noise[f"{stat}_theory"].mean(1)
+        measured, theory = averaged[f"{stat}_std"], averaged[f"{stat}_theory"]
         ax.loglog(sizes, measured, "o", label="measured (2,000 batches)")
         ax.loglog(sizes, theory, "-", label="theory")
         ax.loglog(sizes, measured[0] * np.sqrt(sizes[0] / sizes), ":", color="gray", label=r"$\propto 1/\sqrt{m}$")
@@ -140,10 +141,8 @@ def noise_figure():
         ax.legend(fontsize=8)
     figure.suptitle(f"Averaged over {noise['mean_std'].shape[1]} units of a real hidden layer on MNIST")
     figure.tight_layout()
-    data = {"batch_sizes": sizes, "mean_std": noise["mean_std"].mean(1), "mean_theory": noise["mean_theory"].mean(1),
-            "var_std": noise["var_std"].mean(1), "var_theory": noise["var_theory"].mean(1),
-            "mean_slope": loglog_slope(sizes, noise["mean_std"].mean(1)),
-            "var_slope": loglog_slope(sizes, noise["var_std"].mean(1))}
+    data = {"batch_sizes": sizes, **averaged, "mean_slope": loglog_slope(sizes, averaged["mean_std"]),
+            "var_slope": loglog_slope(sizes, averaged["var_std"])}
     return figure, data
 
 
