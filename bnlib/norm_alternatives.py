@@ -24,10 +24,9 @@ from matplotlib.patches import Rectangle
 from torch import nn
 
 from .layers import batch_norm_train
-from .small_batches import SWEEP_CONFIG, batch_size_sweep
+from .small_batches import EPS, SWEEP_CONFIG, batch_size_sweep
 from .training import GROUPS
 
-EPS = 1e-5
 STATISTIC_AXIS = {"batch": 0, "layer": 1, "group": 2}  # of h (N, C), or of h as (N, G, C/G) for group
 AXES = tuple(STATISTIC_AXIS)
 
