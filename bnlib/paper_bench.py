@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from .fast_trainer import batch_order, train_two_networks
+from .layers import BatchNorm1d
 from .models import paper_mlp
 from .paper import PAPER, compute_paper_experiment, paper_config
 from .training import small_model_settings
@@ -27,7 +28,8 @@ def naive_seconds_per_step(images, labels, steps, seed=0):
     for batch_norm in (False, True):
         model = paper_mlp(batch_norm=batch_norm, init_std=PAPER["init_std"])
         if batch_norm:
-            model = nn.Sequential(*[nn.BatchNorm1d(100) if hasattr(m, "running_mean") else m for m in model])
+            model = nn.Sequential(*[nn.BatchNorm1d(m.num_features) if isinstance(m, BatchNorm1d) else m
+                                    for m in model])  # torch's own layer: the textbook loop
         optimizer = torch.optim.SGD(model.parameters(), lr=PAPER["lr"])
         for batch in order:
             optimizer.zero_grad()
