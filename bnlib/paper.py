@@ -10,8 +10,9 @@ The paper leaves some choices open. Ours:
 
 - initial weights N(0, 0.01^2), biases 0, ``gamma`` 1, ``beta`` 0 ("small random Gaussian values"). With
   this scale the baseline starts with tiny pre-activations and has to grow its weights, so its sigmoid
-  inputs move a lot early in training, as in the paper's Figure 1b. With N(0, 0.1^2) (checked with a
-  plain torch loop: 98.3% against 97.7% final accuracy) the drift of the two networks differs less.
+  inputs move a lot early in training, as in the paper's Figure 1b. With N(0, 0.1^2) both networks
+  still train well, but the baseline's inputs move about half as far in the first 10,000 steps and
+  BN's lead at step 10,000 almost vanishes.
 - plain SGD with learning rate 0.5 on the batch's mean cross-entropy; no momentum, no weight decay.
   Both networks train with it; the baseline does not diverge and the BN network does not stall.
 - both networks start from the same weights and see the same mini-batches in the same order.

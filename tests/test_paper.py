@@ -57,15 +57,33 @@ def test_batch_norm_is_ahead_at_every_checkpoint_after_the_start(full_run):
     assert np.all(accuracy[1:, 1] > accuracy[1:, 0])
 
 
+def median_movement(run, split=10_000):
+    """How far the medians move before and after step ``split``, per network, averaged over the units."""
+    at_split = int(np.searchsorted(run["steps"], split))
+    medians = run["percentiles"][:, :, 1]  # (checkpoints, network, units)
+    early = np.abs(medians[at_split] - medians[0]).mean(axis=-1)
+    late = np.abs(medians[-1] - medians[at_split]).mean(axis=-1)
+    return early, late, run["accuracy"][at_split]
+
+
 def test_the_baselines_drift_is_less_than_twice_bns_and_mostly_early(full_run, facts):
     drift = facts["drift"]
     assert drift["baseline"] < 2 * drift["batch norm"]
-    at_10k = int(np.searchsorted(full_run["steps"], 10_000))
-    medians = full_run["percentiles"][:, :, 1]  # (checkpoints, network, units)
-    early = np.abs(medians[at_10k] - medians[0]).mean(axis=-1)  # per network, averaged over units
-    late = np.abs(medians[-1] - medians[at_10k]).mean(axis=-1)
+    early, late, _ = median_movement(full_run)
     assert early[0] > late[0]  # the baseline moves mostly before step 10,000
     assert early[1] < 0.5 * early[0]  # and much more than the BN network moves then
+
+
+def test_a_larger_initial_scale_calms_the_baselines_start_and_shrinks_bns_head_start(full_run):
+    """With N(0, 0.1^2) both networks still train, but the baseline's medians move about half as far in the
+    first 10,000 steps as with the paper-like N(0, 0.01^2), and BN's lead at step 10,000 almost vanishes."""
+    larger = paper.run_paper_experiment(progress=False, init_std=0.1)
+    assert np.all(larger["accuracy"][-1] > 0.97)
+    small_early, _, small_accuracy = median_movement(full_run)
+    large_early, _, large_accuracy = median_movement(larger)
+    assert large_early[0] < 0.6 * small_early[0]
+    small_lead, large_lead = (accuracy[1] - accuracy[0] for accuracy in (small_accuracy, large_accuracy))
+    assert large_lead < 0.25 * small_lead
 
 
 def test_percentile_bands_are_ordered(full_run):
