@@ -53,13 +53,18 @@ def test_forward_and_backward_match_torch_in_float64(shape, seed):
 
 @SETTINGS
 @given(shape=shapes, seed=st.integers(0, 2**32 - 1))
-def test_forward_and_backward_match_torch_in_float32(shape, seed):
+def test_float32_is_about_as_accurate_as_torch(shape, seed):
+    """Against the float64 result: our float32 error is at most twice torch's float32 error, plus a
+    rounding allowance of 1e-5 of the result's size (a fixed tolerance would fail on ill-conditioned
+    batches, where both float32 results stray from the exact one)."""
     x, gamma, beta, dout = random_problem(shape, seed, np.float32)
     out, cache = batch_norm_forward(x, gamma, beta)
     ours = (out, *batch_norm_backward(dout, cache))
     assert all(a.dtype == np.float32 for a in ours)
-    for mine, theirs in zip(ours, torch_reference(x, gamma, beta, dout)):
-        np.testing.assert_allclose(mine, theirs, rtol=1e-4, atol=1e-4)
+    exact = torch_reference(*(a.astype(np.float64) for a in (x, gamma, beta, dout)))
+    for mine, theirs, truth in zip(ours, torch_reference(x, gamma, beta, dout), exact):
+        our_error, torch_error = np.abs(mine - truth).max(), np.abs(theirs - truth).max()
+        assert our_error <= 2 * torch_error + 1e-5 * max(np.abs(truth).max(), 1.0), (our_error, torch_error)
 
 
 def test_cache_holds_the_batch_statistics():
