@@ -15,10 +15,10 @@ def check_batch_size_for_noise(answer):
     needed = NOISE_BATCH * (NOISE_STD / NOISE_TARGET) ** 2  # sigma / sqrt(m) = target  =>  m = m0 (std0 / target)^2
     return check_number(
         answer, needed,
-        "a quarter of the noise costs sixteen times the batch: std(mu_B) = sigma / sqrt(m).",
-        [(NOISE_BATCH * NOISE_STD / NOISE_TARGET, "that would be right if the noise fell like 1/m; it falls like "
+        "A quarter of the noise costs sixteen times the batch: std(mu_B) = sigma / sqrt(m).",
+        [(NOISE_BATCH * NOISE_STD / NOISE_TARGET, "That would be right if the noise fell like 1/m; it falls like "
                                                   "1/sqrt(m)")],
-        "write std(mu_B) = sigma / sqrt(m) for both batch sizes and divide the two equations")
+        "Write std(mu_B) = sigma / sqrt(m) for both batch sizes and divide the two equations")
 
 
 def check_batch_of_two(answer):
@@ -28,15 +28,15 @@ def check_batch_of_two(answer):
     try:
         outputs = np.asarray(answer, dtype=np.float64).ravel()
     except (TypeError, ValueError):
-        return report(False, "", "answer must be two numbers, one output per example")
+        return report(False, "", "The answer must be two numbers, one output per example")
     if outputs.shape != (2,):
-        return report(False, "", f"answer must hold two numbers, one per example; got {outputs.size}")
+        return report(False, "", f"The answer must hold two numbers, one per example; got {outputs.size}")
     if np.allclose(outputs, [-1.0, 1.0], atol=1e-3):
-        return report(True, "with two examples the mean sits midway and the std is half their distance, so BN "
+        return report(True, "With two examples the mean sits midway and the std is half their distance, so BN "
                             "outputs -1 and +1 whatever the values: only their order survives.", "")
     if np.allclose(outputs, [1.0, -1.0], atol=1e-3):
-        return report(False, "", "right size, wrong signs: which of the two values is below the batch mean?")
-    return report(False, "", "compute the batch mean and the biased variance (divide by m = 2) of the two "
+        return report(False, "", "Right size, wrong signs: which of the two values is below the batch mean?")
+    return report(False, "", "Compute the batch mean and the biased variance (divide by m = 2) of the two "
                              "values, then (x - mean) / sqrt(var)")
 
 
@@ -54,13 +54,13 @@ def check_group_means(answer):
     try:
         means = np.asarray(answer, dtype=np.float64)
     except (TypeError, ValueError):
-        return report(False, "", "answer must be an array of numbers")
+        return report(False, "", "The answer must be an array of numbers")
     if means.shape == (h.shape[1],) or means.shape == (1, h.shape[1]):
-        return report(False, "", "those are per-unit means over the batch: BatchNorm's statistics, not GroupNorm's")
+        return report(False, "", "Those are per-unit means over the batch: BatchNorm's statistics, not GroupNorm's")
     if means.shape in ((len(h),), (len(h), 1)):
-        return report(False, "", "one mean per example over all units is LayerNorm; GroupNorm splits the units into 2 groups")
+        return report(False, "", "One mean per example over all units is LayerNorm; GroupNorm splits the units into 2 groups")
     if means.shape != expected.shape:
-        return report(False, "", f"expected one mean per example and group, shape {expected.shape}; got {means.shape}")
+        return report(False, "", f"Expected one mean per example and group, shape {expected.shape}; got {means.shape}")
     return report(np.allclose(means, expected, atol=1e-6),
-                  "each example is normalized on its own: no other example enters its statistics.",
-                  "group g holds units 3g to 3g + 2; average each example's units within each group")
+                  "Each example is normalized on its own: no other example enters its statistics.",
+                  "Group g holds units 3g to 3g + 2; average each example's units within each group")
