@@ -5,7 +5,7 @@ A wrong answer gets a hint that points at the mistake rather than the solution.
 
 import math
 
-UNANSWERED = "fill in your answer first (it is still None)"
+UNANSWERED = "Fill in your answer first (it is still None)"
 
 
 def report(correct, praise, hint):
