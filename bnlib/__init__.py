@@ -4,7 +4,8 @@ The numpy implementation (``batch_norm_forward``, ``batch_norm_backward``) shows
 layers (``BatchNorm1d``, ``BatchNorm2d``) are drop-in replacements for torch's, built on the same math.
 """
 
-from .layers import BatchNorm1d, BatchNorm2d, batch_norm_train
+from .functional import batch_norm_train
+from .layers import BatchNorm1d, BatchNorm2d
 from .normalization import batch_norm_backward, batch_norm_forward
 from .running_stats import ema_update, keras_to_torch_momentum, population_statistics, replay_ema
 

@@ -14,7 +14,7 @@ direction and catches the bug.
 
 import numpy as np
 
-from .normalization import batch_norm_backward, batch_norm_forward, per_channel
+from .normalization import batch_norm_forward
 
 TOLERANCE = 1e-6  # largest |analytic - numeric| that passes, for gradients of order one
 
@@ -38,19 +38,6 @@ def max_abs_difference(a, b):
     return float(np.max(np.abs(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64))))
 
 
-def backward_forgetting_variance(dout, cache):
-    """A deliberately WRONG backward, with the core's signature: it treats the variance as a constant.
-
-    It keeps the direct path and the path through the mean, dx = gamma inv_std (dy - mean(dy)), and
-    drops the term - gamma inv_std x_hat mean(dy x_hat) that flows back through var. A constant dy
-    makes dy - mean(dy) zero: the same zero as the true gradient.
-    """
-    _, dgamma, dbeta = batch_norm_backward(dout, cache)
-    m = dout.size // dout.shape[1]
-    dx = per_channel(cache.gamma * cache.inv_std, dout.ndim) * (dout - per_channel(dbeta / m, dout.ndim))
-    return dx, dgamma, dbeta
-
-
 def upstream_gradient(kind, shape, seed=0):
     """``"sum"``: all ones, the gradient of a sum-of-outputs loss. ``"random"``: standard normal."""
     if kind == "sum":
@@ -68,20 +55,3 @@ def check_backward(backward, x, gamma, beta, kind, eps=1e-5, seed=0):
     error = max_abs_difference(analytic, numeric)
     return {"upstream": kind, "error": error, "passes": error < TOLERANCE,
             "largest_true_gradient": float(np.abs(numeric).max())}
-
-
-def sum_versus_random(x, gamma, beta, eps=1e-5, seed=0):
-    """The correct and the wrong backward, each checked with a sum loss and a random upstream gradient."""
-    backwards = {"correct (core)": batch_norm_backward, "forgets the variance": backward_forgetting_variance}
-    return [{"backward": name, **check_backward(backward, x, gamma, beta, kind, eps, seed)}
-            for name, backward in backwards.items() for kind in ("sum", "random")]
-
-
-def torch_reference_gradients(x, gamma, beta, dout, eps=1e-5):
-    """dx, dgamma, dbeta from torch's own batch norm and autograd, in float64: an independent reference."""
-    import torch
-
-    tensors = [torch.tensor(np.asarray(a, dtype=np.float64), requires_grad=True) for a in (x, gamma, beta)]
-    out = torch.nn.functional.batch_norm(tensors[0], None, None, tensors[1], tensors[2], training=True, eps=eps)
-    out.backward(torch.tensor(np.asarray(dout, dtype=np.float64)))
-    return tuple(t.grad.numpy() for t in tensors)

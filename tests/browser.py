@@ -3,7 +3,7 @@
 The servers run on 127.0.0.1 with a random free port and token, with their runtime, config, data,
 settings and workspace folders in a temporary directory, so nothing of the user's Jupyter set-up is
 read or touched. Chromium is Debian's, driven by the ``playwright`` package (which never downloads a
-browser here). An explorer is a ``bnlib.widgets.Explorer``: its controls, an HTML readout
+browser here). An explorer is a ``bnlib.course.widgets.Explorer``: its controls, an HTML readout
 (``.bn-readout``, ``.bn-error`` when ``draw`` raised) and a PNG image (``.bn-plot``).
 """
 
@@ -44,9 +44,9 @@ def missing_browser():
 
 
 def widget_notebooks(folder):
-    """The notebooks of ``folder`` that build explorers (their code mentions ``bnlib.widgets``)."""
+    """The notebooks of ``folder`` that build explorers (their code mentions ``bnlib.course.widgets``)."""
     return [path for path in sorted(Path(folder).glob("*.ipynb"))
-            if any("bnlib.widgets" in "".join(cell["source"])
+            if any("bnlib.course.widgets" in "".join(cell["source"])
                    for cell in json.loads(path.read_text())["cells"] if cell["cell_type"] == "code")]
 
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from bnlib import layers
-from bnlib.against_torch import comparison_table, print_comparison, side_by_side
+from bnlib.course.ch03.against_torch import comparison_table, print_comparison, side_by_side
 
 
 def test_float64_agrees_to_rounding_and_float32_to_single_precision(capsys):

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from bnlib.small_batches import NOISE_BATCH_SIZES, unit_activations
-from bnlib.widgets import batch_noise_explorer
-from bnlib.widgets.batch_noise import batch_noise_summary
+from bnlib.course.ch07.small_batches import NOISE_BATCH_SIZES, unit_activations
+from bnlib.course.widgets import batch_noise_explorer
+from bnlib.course.widgets.batch_noise import batch_noise_summary
 
 from explorer_checks import assert_control_changes_readout_and_plot
 

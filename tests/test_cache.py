@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from bnlib import cache
+from bnlib.course import cache
 
 
 @pytest.fixture(autouse=True)

@@ -3,8 +3,8 @@
 import numpy as np
 
 import bnlib
-from bnlib import exercises
-from bnlib.exercises.ch07 import PAIR, group_exercise_batch
+from bnlib.course import exercises
+from bnlib.course.exercises.ch07 import PAIR, group_exercise_batch
 
 
 def test_batch_size_for_noise(capsys):

@@ -1,14 +1,14 @@
-"""Notebook 02's claims, checked against bnlib.covariate_shift: the drift of a hidden layer's inputs during
+"""Notebook 02's claims, checked against bnlib.course.ch02.covariate_shift: the drift of a hidden layer's inputs during
 a short MNIST run, and the bias that runs away when the mean is taken outside the gradient."""
 
 import numpy as np
 import pytest
 import torch
 
-from bnlib import covariate_shift as shift
-from bnlib import exercises
-from bnlib.data import load_mnist
-from bnlib.models import paper_mlp
+from bnlib.course.ch02 import covariate_shift as shift
+from bnlib.course import exercises
+from bnlib.course.data import load_mnist
+from bnlib.course.models import paper_mlp
 
 
 @pytest.fixture(scope="module")

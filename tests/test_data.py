@@ -8,8 +8,8 @@ import warnings
 import pytest
 import torch
 
-from bnlib import data
-from bnlib.data import SHA256, MNISTUnavailable, load_mnist, prepare_mnist
+from bnlib.course import data
+from bnlib.course.data import SHA256, MNISTUnavailable, load_mnist, prepare_mnist
 
 # Published class counts of the MNIST training and test sets.
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]

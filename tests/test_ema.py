@@ -7,11 +7,11 @@ import pytest
 import torch
 
 import bnlib
-from bnlib import exercises
-from bnlib.ema import (drifting_signal, effective_window, ema_weights, initial_weight, mean_age, measured_lag,
+from bnlib.course import exercises
+from bnlib.course.ch05.ema import (drifting_signal, effective_window, ema_weights, initial_weight, mean_age, measured_lag,
                        running_stats_error, settled_from, track)
-from bnlib.exercises import ch05
-from bnlib.widgets import ema_explorer
+from bnlib.course.exercises import ch05
+from bnlib.course.widgets import ema_explorer
 
 from explorer_checks import assert_control_changes_readout_and_plot
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from bnlib import exercises
+from bnlib.course import exercises
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
 WITH_EXERCISES = [path for path in NOTEBOOKS if "exercises.check_" in path.read_text()]
@@ -65,7 +65,7 @@ def test_each_exercise_has_a_stub_a_check_and_a_hidden_solution(path):
         call = cells[i].source.strip().rstrip(";")
         where = f"{path.name}, exercise at cell {i}"
         name = call.split("(")[0].removeprefix("exercises.")
-        assert callable(getattr(exercises, name, None)), f"{where}: bnlib.exercises has no {name}"
+        assert callable(getattr(exercises, name, None)), f"{where}: bnlib.course.exercises has no {name}"
         answers = {node.id for node in ast.walk(ast.parse(call)) if isinstance(node, ast.Name)} - {"exercises"}
         stub, solution = cells[i - 1], cells[i + 1]
         assert stub.cell_type == "code" and "your" in stub.source, f"{where}: no stub cell before the check"

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from bnlib.widgets import gamma_beta_explorer
-from bnlib.widgets.gamma_beta import SATURATION, gamma_beta_readout, pre_activations
+from bnlib.course.widgets import gamma_beta_explorer
+from bnlib.course.widgets.gamma_beta import SATURATION, gamma_beta_readout, pre_activations
 
 from explorer_checks import assert_control_changes_readout_and_plot
 

@@ -1,6 +1,6 @@
 """Batch norm at inference: train vs eval, the forgotten model.eval(), population statistics (notebook 05).
 
-The MNIST tests use the cached run of ``bnlib.inference.mnist_run`` (computed on first use).
+The MNIST tests use the cached run of ``bnlib.course.ch05.inference.mnist_run`` (computed on first use).
 """
 
 import copy
@@ -11,12 +11,12 @@ import torch
 from torch import nn
 
 import bnlib
-from bnlib.data import load_mnist
-from bnlib.inference import (FORGOTTEN_EVAL_BATCH_SIZES, accuracy_by_statistics, batch_norm_layers,
+from bnlib.course.data import load_mnist
+from bnlib.course.ch05.inference import (FORGOTTEN_EVAL_BATCH_SIZES, accuracy_by_statistics, batch_norm_layers,
                              forgotten_eval_accuracy, mnist_run, model_from_run, probabilities_with_companions,
                              recompute_population_statistics, replayed_running_statistics,
                              statistics_gap)
-from bnlib.training import accuracy, small_model_settings
+from bnlib.course.training import accuracy, small_model_settings
 
 
 @pytest.fixture(autouse=True)

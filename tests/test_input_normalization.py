@@ -1,12 +1,12 @@
-"""Notebook 01's claims, checked against bnlib.input_normalization: standardization, the Hessian, the
+"""Notebook 01's claims, checked against bnlib.course.ch01.input_normalization: standardization, the Hessian, the
 stability limit 2 / lambda_max, the condition numbers and the steps to converge."""
 
 import numpy as np
 import pytest
 
-from bnlib import exercises
-from bnlib import input_normalization as inorm
-from bnlib.widgets import learning_rate_explorer
+from bnlib.course import exercises
+from bnlib.course.ch01 import input_normalization as inorm
+from bnlib.course.widgets import learning_rate_explorer
 
 from explorer_checks import assert_control_changes_readout_and_plot
 

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bnlib import BatchNorm1d, BatchNorm2d, batch_norm_train
-from bnlib.layers import BatchNormFunction, bn_backward_tensor, bn_forward_tensor
+from bnlib.functional import BatchNormFunction, bn_backward_tensor, bn_forward_tensor
 
 OPTIONS = [dict(affine=False), dict(track_running_stats=False), dict(affine=False, track_running_stats=False)]
 if "bias" in inspect.signature(torch.nn.BatchNorm1d.__init__).parameters:  # torch's keyword-only bias=False

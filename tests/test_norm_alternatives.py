@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from bnlib.norm_alternatives import (AXES, alternatives_figure, batch_mate_influence, normalize, shared_cells,
+from bnlib.course.ch07.norm_alternatives import (AXES, alternatives_figure, batch_mate_influence, normalize, shared_cells,
                                      torch_reference)
-from bnlib.small_batches import SWEEP_CONFIG, batch_size_sweep, unit_activations
+from bnlib.course.ch07.small_batches import SWEEP_CONFIG, batch_size_sweep, unit_activations
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,9 @@ import torch
 from torch import nn
 
 import bnlib
-from bnlib import cache, fast_trainer, paper
-from bnlib.drift import network_drift, steps_to_reach, typical_unit, unit_drifts
+from bnlib.course import cache
+from bnlib.course.ch06 import fast_trainer, paper
+from bnlib.course.drift import network_drift, steps_to_reach, typical_unit, unit_drifts
 
 
 @pytest.fixture(scope="module")

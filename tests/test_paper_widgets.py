@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bnlib import paper, widgets
-from bnlib.widgets.batch_size import BATCH_SIZES, SHORT_RUN
-from bnlib.widgets.momentum import LAYER
+from bnlib.course.ch06 import paper
+from bnlib.course import widgets
+from bnlib.course.widgets.batch_size import BATCH_SIZES, SHORT_RUN
+from bnlib.course.widgets.momentum import LAYER
 
 from explorer_checks import assert_control_changes_readout_and_plot
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from bnlib.reparameterization import (bias_cancellation, identity_parameters, identity_recovery_error,
+from bnlib.course.ch04.reparameterization import (bias_cancellation, identity_parameters, identity_recovery_error,
                                       output_moments, scale_invariance, scale_invariance_figure)
 
 

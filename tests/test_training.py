@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 import bnlib
-from bnlib.training import (NORMS, accuracy, chapter_mlp, consecutive_batches, mnist, random_batches,
+from bnlib.course.training import (NORMS, accuracy, chapter_mlp, consecutive_batches, mnist, random_batches,
                             small_model_settings, train_mlp)
 
 

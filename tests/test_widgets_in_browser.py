@@ -1,6 +1,6 @@
 """A learner sees working explorers: in JupyterLab and in the Voila app, driven by headless Chromium.
 
-Every notebook whose code uses ``bnlib.widgets`` is opened in JupyterLab (a copy of it, so autosave
+Every notebook whose code uses ``bnlib.course.widgets`` is opened in JupyterLab (a copy of it, so autosave
 never writes outputs into the course), all its cells are run, and each control of each explorer is
 moved the way a learner would (sliders dragged and nudged with the keyboard, dropdowns switched):
 the readout and the plot's PNG bytes must both change and no error may appear. Screenshots of each
@@ -88,7 +88,7 @@ def kept_on_failure(page, folder, name, server):
 
 
 def test_the_course_has_widget_notebooks():
-    assert NOTEBOOKS, "no notebook in notebooks/ uses bnlib.widgets"
+    assert NOTEBOOKS, "no notebook in notebooks/ uses bnlib.course.widgets"
 
 
 def test_jupyterlab_opens_at_the_first_notebook(lab, chromium):
@@ -124,7 +124,7 @@ def test_explorers_respond_in_jupyterlab(notebook, lab, chromium, screenshots):
             assert_no_errors(page, f"{path} after Run All")
 
             explorers = page.locator(".bn-explorer").all()
-            assert explorers, f"{path} uses bnlib.widgets but shows no explorer after Run All"
+            assert explorers, f"{path} uses bnlib.course.widgets but shows no explorer after Run All"
             for number, explorer in enumerate(explorers, 1):
                 exercise(page, explorer, f"{notebook.stem} explorer {number}", screenshots,
                          lambda: kernel_idle(lab, path))

@@ -1,0 +1,1 @@
+"""Notebook 01_input_normalization: why standardized inputs train faster (a linear model, exactly)."""

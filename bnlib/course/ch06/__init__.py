@@ -1,0 +1,1 @@
+"""Notebook 06_mnist_percentiles: the paper's MNIST experiment (Figure 1) reproduced."""

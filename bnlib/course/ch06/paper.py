@@ -1,0 +1,194 @@
+"""The paper's MNIST experiment (Ioffe & Szegedy 2015, section 4.1 and Figure 1), run and measured.
+
+``run_paper_experiment()`` trains the baseline and the BN network with ``bnlib.course.ch06.fast_trainer`` (about a
+minute for the paper's 50,000 steps), then evaluates both at every checkpoint in inference mode, on all
+10,000 test images: the test accuracy, and the 15th, 50th and 85th percentiles of each last-hidden-layer
+unit's sigmoid INPUT (Figure 1b, c plot the input, not the sigmoid's output). Results are cached by
+their full configuration.
+
+The paper leaves some choices open. Ours:
+
+- initial weights N(0, 0.01^2), biases 0, ``gamma`` 1, ``beta`` 0 ("small random Gaussian values"). With
+  this scale the baseline starts with tiny pre-activations and has to grow its weights, so its sigmoid
+  inputs move a lot early in training, as in the paper's Figure 1b. With N(0, 0.1^2) both networks
+  still train well, but the baseline's inputs move about half as far in the first 10,000 steps and
+  BN's lead at step 10,000 almost vanishes.
+- plain SGD with learning rate 0.5 on the batch's mean cross-entropy; no momentum, no weight decay.
+  Both networks train with it; the baseline does not diverge and the BN network does not stall.
+- both networks start from the same weights and see the same mini-batches in the same order.
+- test accuracy and the sigmoid inputs are measured at evenly spaced checkpoints, in inference mode.
+
+Inference mode: the BN network normalizes with running statistics, PyTorch's convention and default
+momentum 0.1, ``running = (1 - momentum) running + momentum batch`` with the unbiased batch variance.
+They are not kept during training: the trainer records every step's batch mean and variance, and
+``running_at_checkpoints`` replays the running averages afterwards, for any momentum.
+"""
+
+import time
+
+import numpy as np
+import torch
+
+from bnlib.course.cache import cached
+from bnlib.course.ch06.fast_trainer import EPS, NETWORKS, WIDTHS, parameter_views, train_two_networks
+from bnlib.running_stats import replay_ema
+from bnlib.course.training import small_model_settings
+from bnlib.validation import check_momentum
+
+PAPER = {"steps": 50_000, "batch_size": 60, "lr": 0.5, "init_std": 0.01, "seed": 0, "checkpoints": 100}
+PERCENTILES = (15, 50, 85)
+EVAL_MOMENTUM = 0.1
+
+
+def running_at_checkpoints(batch_values, momentum, every, initial):
+    """Running averages of ``batch_values`` (T, ...) at steps 0, every, 2 every, ..., T: shape (T/every + 1, ...).
+
+    Exact, without stepping through all T values one by one. Between two checkpoints L = ``every``
+    steps apart, r_{t+L} = (1 - m)^L r_t + sum_{k=1..L} m (1 - m)^(L-k) b_{t+k}. The weighted sum of each
+    block of L batch values is one matrix product; what remains is again a running average, over the
+    blocks, with momentum a = 1 - (1 - m)^L fed with (block sum) / a, which ``replay_ema`` runs.
+    """
+    momentum = check_momentum(momentum, allow_none=False)
+    values = torch.as_tensor(np.asarray(batch_values))
+    steps, shape = len(values), values.shape[1:]
+    if every < 1 or steps % every:
+        raise ValueError(f"every ({every}) must be a positive divisor of the number of steps ({steps})")
+    blocks = values.reshape(steps // every, every, -1)
+    age = torch.arange(every - 1, -1, -1, dtype=torch.float64)  # L - k for k = 1..L
+    weights = momentum * (1 - momentum) ** age  # m (1 - m)^(L-k); 0^0 = 1 makes momentum 1 exact
+    block_sums = torch.matmul(weights.to(values.dtype), blocks).numpy()  # (blocks, features)
+    block_momentum = 1 - (1 - momentum) ** every
+    fed = block_sums / block_momentum if block_momentum > 0 else np.zeros_like(block_sums)
+    start = np.broadcast_to(np.asarray(initial, dtype=fed.dtype), fed.shape[1:])
+    running = replay_ema(fed, block_momentum, start)
+    return np.concatenate([start[np.newaxis], running]).reshape(len(running) + 1, *shape)
+
+
+def unbiased_batch_var(result):
+    """Every step's UNBIASED batch variance m/(m-1) sigma_B^2, (steps, 3, 100): what ``running_var`` averages."""
+    batch_size = int(result["batch_size"])
+    return np.asarray(result["batch_var"]) * (batch_size / (batch_size - 1))
+
+
+def running_statistics(result, momentum=EVAL_MOMENTUM):
+    """A BN layer's ``running_mean`` and ``running_var`` at each checkpoint, (C+1, 3, 100) each.
+
+    As ``torch.nn.BatchNorm1d`` keeps them: starting at 0 and 1, updated with the batch mean and the
+    unbiased batch variance.
+    """
+    every = int(result["steps"][1] - result["steps"][0])
+    return (running_at_checkpoints(result["batch_mean"], momentum, every, 0.0),
+            running_at_checkpoints(unbiased_batch_var(result), momentum, every, 1.0))
+
+
+def stack_network(parameters, net):
+    """One network's parameters at K checkpoints, stacked for ``torch.bmm``.
+
+    ``parameters`` (K, P) flat; ``net`` 0 (baseline) or 1 (BN). Returns ``weights[l]`` (K, fan_in, fan_out),
+    ``shifts[l]`` (K, 1, fan_out) (biases, or BN's beta in the hidden layers) and, for BN, ``gammas[l]``.
+    """
+    views = [parameter_views(flat) for flat in torch.as_tensor(np.asarray(parameters))]
+    layers = range(len(WIDTHS) - 1)
+    network = {"weights": [torch.stack([v[0][layer][net] for v in views]) for layer in layers],
+               "shifts": [torch.stack([v[1][layer][net] for v in views]).unsqueeze(1) for layer in layers]}
+    if net == 1:
+        network["gammas"] = [torch.stack([v[2][layer] for v in views]).unsqueeze(1) for layer in layers[:-1]]
+    return network
+
+
+def inference_layers(network, running_mean=None, running_var=None, eps=EPS):
+    """``network`` (from ``stack_network``) in inference mode: each hidden layer's ``centers``, ``scales``.
+
+    The sigmoid input is (u W - center) scale + shift: for the baseline center 0 and scale 1; for BN
+    center mu_run and scale gamma / sqrt(var_run + eps), from running statistics (K, 3, 100) each.
+    In inference, BN is a fixed affine map per unit.
+    """
+    hidden = range(len(WIDTHS) - 2)
+    if "gammas" not in network:
+        return {**network, "centers": [torch.zeros(()) for _ in hidden], "scales": [torch.ones(()) for _ in hidden]}
+    dtype = network["weights"][0].dtype
+    mean, var = (torch.as_tensor(np.asarray(a), dtype=dtype) for a in (running_mean, running_var))
+    return {**network, "centers": [mean[:, layer].unsqueeze(1) for layer in hidden],
+            "scales": [network["gammas"][layer] * torch.rsqrt(var[:, layer].unsqueeze(1) + eps) for layer in hidden]}
+
+
+def inference_pass(first_products, layers):
+    """(last hidden layer's sigmoid inputs, logits) of K stacked networks; ``first_products`` = x W_1, (K, N, 100)."""
+    z = first_products
+    for layer, (center, scale, shift) in enumerate(zip(layers["centers"], layers["scales"], layers["shifts"])):
+        if layer:
+            z = torch.bmm(torch.sigmoid(z), layers["weights"][layer])
+        z = (z - center) * scale + shift
+    logits = torch.baddbmm(layers["shifts"][-1], torch.sigmoid(z), layers["weights"][-1])
+    return z, logits
+
+
+def evaluate_checkpoints(result, images, labels, momentum=EVAL_MOMENTUM, progress=True):
+    """Test accuracy (C+1, 2) and percentiles 15/50/85 of the last hidden layer's sigmoid inputs (C+1, 2, 3, 100)."""
+    from tqdm.auto import tqdm
+
+    running_mean, running_var = running_statistics(result, momentum)
+    accuracy, percentiles = [], []
+    for c in tqdm(range(len(result["steps"])), desc="evaluating checkpoints", disable=not progress):
+        both = [inference_layers(stack_network(result["parameters"][c:c + 1], net), running_mean[c:c + 1],
+                                 running_var[c:c + 1]) for net in (0, 1)]
+        stacked = {key: [torch.cat(torch.broadcast_tensors(*pair)) for pair in zip(both[0][key], both[1][key])]
+                   for key in ("weights", "shifts", "centers", "scales")}
+        z, logits = inference_pass(images @ stacked["weights"][0], stacked)
+        accuracy.append((logits.argmax(2) == labels).to(torch.float64).mean(1))
+        percentiles.append(np.percentile(z.numpy(), PERCENTILES, axis=1).transpose(1, 0, 2))  # (2, 3, 100)
+    return torch.stack(accuracy).numpy(), np.stack(percentiles)
+
+
+def paper_config(**overrides):
+    """The experiment's full configuration: the paper's setup with ``overrides``; the cache key."""
+    unknown = set(overrides) - set(PAPER)
+    if unknown:
+        raise ValueError(f"unknown setting(s) {sorted(unknown)}; the experiment takes {sorted(PAPER)}")
+    return {**PAPER, **overrides, "eval_momentum": EVAL_MOMENTUM, "eps": EPS, "data": "MNIST"}
+
+
+def compute_paper_experiment(config, progress=True):
+    """Train both networks and evaluate them at the checkpoints, without the cache (see ``run_paper_experiment``)."""
+    from bnlib.course.data import load_mnist
+
+    train_images, train_labels = load_mnist(train=True)
+    test_images, test_labels = load_mnist(train=False)
+    with small_model_settings():
+        start = time.perf_counter()
+        result = train_two_networks(train_images, train_labels, config["steps"], config["batch_size"],
+                                    config["lr"], config["init_std"], config["seed"], config["checkpoints"],
+                                    progress=progress)
+        result = {key: value.numpy() for key, value in result.items()}
+        result["batch_size"] = np.array(config["batch_size"])
+        result["accuracy"], result["percentiles"] = evaluate_checkpoints(result, test_images, test_labels,
+                                                                         progress=progress)
+        result["seconds"] = np.array(time.perf_counter() - start)
+    return result
+
+
+def run_paper_experiment(progress=True, **overrides):
+    """Train both networks and evaluate them at the checkpoints (cached). Defaults: the paper's setup.
+
+    ``overrides`` may change ``steps``, ``batch_size``, ``lr``, ``init_std``, ``seed``, ``checkpoints``.
+    Returns a dict of numpy arrays: ``steps`` (C+1,), ``accuracy`` (C+1, 2) [baseline, BN],
+    ``percentiles`` (C+1, 2, 3, 100), ``parameters`` (C+1, P), ``batch_mean`` / ``batch_var`` (steps, 3, 100)
+    (biased), ``batch_size``, and ``seconds`` the time it took (training and evaluation).
+    """
+    config = paper_config(**overrides)
+    return cached("paper_mnist", config, lambda: compute_paper_experiment(config, progress))
+
+
+def findings(result):
+    """What the run shows, the paper's claims as numbers: accuracies, speed of learning, drift per network."""
+    from bnlib.course.drift import network_drift, steps_to_reach, typical_unit
+
+    steps, accuracy, percentiles = result["steps"], result["accuracy"], result["percentiles"]
+    baseline_final, bn_final = (float(a) for a in accuracy[-1])
+    return {
+        "final_accuracy": {"baseline": baseline_final, "batch norm": bn_final},
+        "steps_to_baseline_final": {"baseline": steps_to_reach(accuracy[:, 0], steps, baseline_final),
+                                    "batch norm": steps_to_reach(accuracy[:, 1], steps, baseline_final)},
+        "drift": {name: network_drift(percentiles[:, net], steps) for net, name in enumerate(NETWORKS)},
+        "typical_unit": {name: typical_unit(percentiles[:, net], steps) for net, name in enumerate(NETWORKS)},
+    }
