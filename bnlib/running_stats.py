@@ -9,6 +9,7 @@ set after training, with the unbiased variance m/(m-1) E[var_B]; ``population_st
 import numpy as np
 import torch
 
+from .layers import BatchNorm1d, BatchNorm2d
 from .validation import check_momentum
 
 
@@ -43,15 +44,19 @@ def keras_to_torch_momentum(decay):
     return 1.0 - decay
 
 
-def replay_ema(batch_values, momentum, initial):
-    """The running value after each step of feeding ``batch_values[t]`` to ``ema_update``, t = 0..T-1.
+def replay_ema(batch_values, momentum, initial, every=1):
+    """The running value after every ``every``-th step of feeding ``batch_values[t]`` to ``ema_update``.
 
     ``batch_values`` has shape (T, ...); ``initial`` (a scalar or of shape (...)) is the running value
-    before the first step (torch starts running_mean at 0 and running_var at 1). Returns (T, ...).
+    before the first step (torch starts running_mean at 0 and running_var at 1). Returns (T / every, ...):
+    the values after steps every, 2 every, ..., T.
 
-    The recursion r_t = (1 - momentum) r_{t-1} + momentum b_t is a first-order linear filter, run by
-    ``scipy.signal.lfilter`` in compiled code over all columns at once. ``momentum=None`` is torch's
-    cumulative average: momentum 1/t at step t, so r_t = (b_1 + ... + b_t) / t whatever the initial value.
+    The recursion r_t = (1 - m) r_{t-1} + m b_t is a first-order linear filter, run by
+    ``scipy.signal.lfilter`` in compiled code over all columns at once. Every L = ``every`` steps,
+    r_{t+L} = (1 - m)^L r_t + sum_{k=1..L} m (1 - m)^(L-k) b_{t+k}: one weighted sum per block of L values
+    (a matrix product), then again a running average over the blocks, with momentum a = 1 - (1 - m)^L fed
+    with (block sum) / a. ``momentum=None`` is torch's cumulative average: momentum 1/t at step t, so
+    r_t = (b_1 + ... + b_t) / t whatever the initial value.
     """
     from scipy.signal import lfilter  # imported here: scipy.signal takes a second to load
 
@@ -59,15 +64,47 @@ def replay_ema(batch_values, momentum, initial):
     values = np.asarray(batch_values)
     if values.ndim < 1 or len(values) == 0:
         raise ValueError(f"batch_values must have shape (T, ...) with T >= 1 steps; got shape {values.shape}")
-    dtype = np.result_type(values.dtype, np.float32)
+    if int(every) != every or every < 1 or len(values) % every:
+        raise ValueError(f"every must be a positive divisor of the number of steps {len(values)}; got {every!r}")
+    dtype, shape = np.result_type(values.dtype, np.float32), values.shape[1:]
     if momentum is None:
-        steps = np.arange(1, len(values) + 1).reshape((-1,) + (1,) * (values.ndim - 1))
-        return (np.cumsum(values, axis=0, dtype=np.float64) / steps).astype(dtype)
-    start = np.broadcast_to(np.asarray(initial, dtype=np.float64), values.shape[1:])
-    # y[t] = momentum x[t] + (1 - momentum) y[t-1]; the filter state before step 0 is (1 - momentum) r_0.
-    state = ((1 - momentum) * start)[np.newaxis]
-    running, _ = lfilter([momentum], [1.0, momentum - 1], values.astype(np.float64), axis=0, zi=state)
-    return running.astype(dtype)
+        steps = np.arange(1, len(values) + 1).reshape((-1,) + (1,) * len(shape))
+        return (np.cumsum(values, axis=0, dtype=np.float64) / steps)[every - 1::every].astype(dtype)
+    blocks = values.reshape(len(values) // every, every, -1).astype(np.float64)
+    weights = momentum * (1 - momentum) ** np.arange(every - 1, -1, -1.0)  # m (1 - m)^(L-k); 0^0 = 1
+    block_momentum = 1 - (1 - momentum) ** every                            # a = 1 - (1 - m)^L
+    fed = weights @ blocks / block_momentum if block_momentum > 0 else np.zeros(blocks[:, 0].shape)
+    start = np.broadcast_to(np.asarray(initial, dtype=np.float64), shape).reshape(1, -1)
+    # y[t] = a x[t] + (1 - a) y[t-1]; the filter state before step 0 is (1 - a) r_0.
+    running, _ = lfilter([block_momentum], [1.0, block_momentum - 1], fed, axis=0, zi=(1 - block_momentum) * start)
+    return running.reshape(len(running), *shape).astype(dtype)
+
+
+def unbiased_variance(biased_var, m):
+    """m/(m-1) var: the unbiased variance from the biased one of m values (Bessel's correction).
+
+    The batch normalizes with the biased variance, but E[var_B] = (m-1)/m Var[x], so the running and
+    population statistics store var_B m/(m-1) (the paper's Algorithm 2, step 10, and torch's running_var).
+    """
+    if m < 2:
+        raise ValueError(f"the unbiased variance needs at least 2 values per channel (m/(m-1)); got m = {m}")
+    return biased_var * (m / (m - 1))
+
+
+def replay_running_stats(batch_means, batch_vars, batch_size, momentum=0.1, every=1):
+    """A BN layer's ``(running_mean, running_var)`` at steps 0, every, 2 every, ..., T, replayed afterwards.
+
+    ``batch_means`` and ``batch_vars`` (T, ...) are every training step's batch mean and BIASED batch
+    variance over ``batch_size`` = m values per channel. The running statistics never influence training,
+    so they can be replayed for any momentum: as torch keeps them, from 0 and 1, fed with the batch mean
+    and the unbiased batch variance. Each result has shape (T / every + 1, ...), the start first.
+    """
+    means, variances = np.asarray(batch_means), unbiased_variance(np.asarray(batch_vars), batch_size)
+    replayed = []
+    for values, start in ((means, 0.0), (variances, 1.0)):
+        running = replay_ema(values, momentum, start, every)
+        replayed.append(np.concatenate([np.full((1, *running.shape[1:]), start, running.dtype), running]))
+    return tuple(replayed)
 
 
 def population_statistics(batch_means, batch_vars, batch_size):
@@ -83,7 +120,50 @@ def population_statistics(batch_means, batch_vars, batch_size):
     if means.shape != variances.shape or means.ndim < 1 or len(means) == 0:
         raise ValueError(f"batch_means and batch_vars must both have shape (B, ...) with B >= 1 batches; "
                          f"got {means.shape} and {variances.shape}")
-    if int(batch_size) != batch_size or batch_size < 2:
-        raise ValueError(f"batch_size must be an int of at least 2 (the correction m/(m-1) needs m > 1); "
-                         f"got {batch_size!r}")
-    return means.mean(axis=0), batch_size / (batch_size - 1) * variances.mean(axis=0)
+    if int(batch_size) != batch_size:
+        raise ValueError(f"batch_size must be an int, the number m of values per channel; got {batch_size!r}")
+    return means.mean(axis=0), unbiased_variance(variances.mean(axis=0), batch_size)
+
+
+def batch_norm_layers(model):
+    """The batch norm layers of ``model`` (bnlib's or torch's) that keep running statistics."""
+    kinds = (BatchNorm1d, BatchNorm2d, torch.nn.modules.batchnorm._BatchNorm)
+    return [module for module in model.modules() if isinstance(module, kinds) and module.track_running_stats]
+
+
+@torch.no_grad()
+def recompute_population_statistics(model, batches):
+    """Replace every BN layer's running statistics by population statistics for the current weights.
+
+    One pass over ``batches`` (tensors, or tuples whose first item is the input) with the weights
+    frozen (no gradients, no optimizer), every BN layer in training mode with ``momentum=None`` and
+    the rest of the model in eval mode (dropout off). momentum=None is a cumulative average, so each
+    layer ends with the paper's Algorithm 2 over those batches of m examples::
+
+        running_mean = mean over batches of mu_B
+        running_var  = mean over batches of m/(m-1) var_B
+
+    Use batches of equal size (the average weighs every batch alike). The model's mode and the
+    layers' momentum are restored afterwards. Returns ``model``.
+    """
+    layers = batch_norm_layers(model)
+    if not layers:
+        raise ValueError("the model has no batch norm layer with track_running_stats=True: nothing to recompute")
+    was_training, momenta = model.training, [layer.momentum for layer in layers]
+    model.eval()
+    for layer in layers:
+        layer.reset_running_stats()
+        layer.momentum = None
+        layer.train()
+    try:
+        count = 0
+        for batch in batches:
+            model(batch[0] if isinstance(batch, (tuple, list)) else batch)
+            count += 1
+        if count == 0:
+            raise ValueError("batches is empty: pass an iterable of training batches, e.g. images.split(60)")
+    finally:
+        for layer, momentum in zip(layers, momenta):
+            layer.momentum = momentum
+        model.train(was_training)
+    return model

@@ -2,12 +2,11 @@
 
 import numpy as np
 import pytest
+from explorer_checks import assert_control_changes_readout_and_plot
 
 from bnlib.course.ch07.small_batches import NOISE_BATCH_SIZES, unit_activations
 from bnlib.course.widgets import batch_noise_explorer
 from bnlib.course.widgets.batch_noise import batch_noise_summary
-
-from explorer_checks import assert_control_changes_readout_and_plot
 
 
 @pytest.mark.parametrize("batch_size", [NOISE_BATCH_SIZES[0], NOISE_BATCH_SIZES[-1]])

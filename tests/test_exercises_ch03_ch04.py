@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from bnlib.course import exercises
+from bnlib.course.ch03.step_by_step import forward_steps
 from bnlib.course.exercises.ch03 import exercise_batch
 from bnlib.course.exercises.ch04 import identity_batch
-from bnlib.course.ch03.step_by_step import forward_steps
 
 
 def test_batch_variance(capsys):

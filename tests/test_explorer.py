@@ -6,7 +6,7 @@ import ipywidgets as widgets
 from matplotlib.figure import Figure
 from PIL import Image
 
-from bnlib.course.widgets import Explorer, render_png
+from bnlib.course.widgets.explorer import Explorer, render_png
 
 
 def line_plot(slope):

@@ -2,11 +2,10 @@
 
 import numpy as np
 import pytest
+from explorer_checks import assert_control_changes_readout_and_plot
 
 from bnlib.course.widgets import gamma_beta_explorer
 from bnlib.course.widgets.gamma_beta import SATURATION, gamma_beta_readout, pre_activations
-
-from explorer_checks import assert_control_changes_readout_and_plot
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 
 from bnlib import batch_norm_backward, batch_norm_forward
-from bnlib.course.ch03.gradient_checks import (backward_forgetting_variance, sum_versus_random,
-                                               torch_reference_gradients)
+from bnlib.course.ch03.gradient_checks import backward_forgetting_variance, sum_versus_random, torch_reference_gradients
 from bnlib.course.ch03.step_by_step import TINY_BATCH
 from bnlib.gradient_check import TOLERANCE, check_backward, max_abs_difference, numeric_gradient, upstream_gradient
 

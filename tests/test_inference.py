@@ -11,12 +11,11 @@ import torch
 from torch import nn
 
 import bnlib
+from bnlib.course.ch05.inference import (FORGOTTEN_EVAL_BATCH_SIZES, accuracy_by_statistics, mnist_run, model_from_run,
+                                         probabilities_with_companions, replayed_running_statistics, statistics_gap)
 from bnlib.course.data import load_mnist
-from bnlib.course.ch05.inference import (FORGOTTEN_EVAL_BATCH_SIZES, accuracy_by_statistics, batch_norm_layers,
-                             forgotten_eval_accuracy, mnist_run, model_from_run, probabilities_with_companions,
-                             recompute_population_statistics, replayed_running_statistics,
-                             statistics_gap)
-from bnlib.course.training import accuracy, small_model_settings
+from bnlib.course.training import accuracy, consecutive_batches, small_model_settings
+from bnlib.running_stats import batch_norm_layers, recompute_population_statistics
 
 
 @pytest.fixture(autouse=True)
@@ -112,7 +111,7 @@ def test_cached_run_holds_real_accuracies(run, mnist):
     _, (images, labels) = mnist
     model = model_from_run(run)
     assert accuracy(model, images, labels) == float(run["eval_accuracy"])
-    assert forgotten_eval_accuracy(model, images, labels, 8) == float(
+    assert accuracy(model, images, labels, consecutive_batches(len(images), 8)) == float(
         run["forgotten_accuracy"][FORGOTTEN_EVAL_BATCH_SIZES.index(8)])
 
 
@@ -138,7 +137,7 @@ def test_forgotten_eval_pollutes_the_running_statistics(run, mnist):
         model(images[:100])
     assert not torch.equal(model[1].running_mean, before)
     untouched = model_from_run(run)
-    forgotten_eval_accuracy(untouched, images[:100], labels[:100], 10)
+    accuracy(untouched, images[:100], labels[:100], consecutive_batches(100, 10))
     assert torch.equal(untouched[1].running_mean, before) and not untouched.training
 
 

@@ -3,12 +3,11 @@ stability limit 2 / lambda_max, the condition numbers and the steps to converge.
 
 import numpy as np
 import pytest
+from explorer_checks import assert_control_changes_readout_and_plot
 
 from bnlib.course import exercises
 from bnlib.course.ch01 import input_normalization as inorm
 from bnlib.course.widgets import learning_rate_explorer
-
-from explorer_checks import assert_control_changes_readout_and_plot
 
 
 @pytest.fixture(scope="module", params=[False, True], ids=["raw", "standardized"])

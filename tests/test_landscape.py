@@ -8,9 +8,9 @@ import torch
 from torch import nn
 
 from bnlib.course.ch07.landscape import (LANDSCAPE_CONFIG, MAX_LR_CONFIG, NOISY_CONFIG, NoisyBatchNorm1d,
-                             distribution_movement, landscape_figure, largest_trainable_lr, learning_rate_figure,
-                             loss_landscape, max_learning_rate, noisy_batch_norm, noisy_figure,
-                             probe_along_gradient)
+                                         distribution_movement, landscape_figure, largest_trainable_lr,
+                                         learning_rate_figure, loss_landscape, max_learning_rate, noisy_batch_norm,
+                                         noisy_figure, probe_along_gradient)
 from bnlib.course.training import chapter_mlp, mnist
 
 VARIANTS = NOISY_CONFIG["variants"]

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from bnlib.course.ch07.norm_alternatives import (AXES, alternatives_figure, batch_mate_influence, normalize, shared_cells,
-                                     torch_reference)
+from bnlib.course.ch07.norm_alternatives import (AXES, alternatives_figure, batch_mate_influence, normalize,
+                                                 shared_cells, torch_reference)
 from bnlib.course.ch07.small_batches import SWEEP_CONFIG, batch_size_sweep, unit_activations
 
 

@@ -12,7 +12,6 @@ from torch import nn
 import bnlib
 from bnlib.course import cache
 from bnlib.course.ch06 import fast_trainer, paper
-from bnlib.course.drift import network_drift, steps_to_reach, typical_unit, unit_drifts
 
 
 @pytest.fixture(scope="module")
@@ -171,15 +170,6 @@ def test_replayed_running_statistics_equal_a_trained_batchnorm1d():
         np.testing.assert_allclose(replayed[-1], norm.running_var.numpy(), rtol=1e-9)
 
 
-@pytest.mark.parametrize("momentum", [0.0, 0.001, 0.1, 0.7, 1.0])
-def test_running_at_checkpoints_equals_replaying_every_step(momentum):
-    values = np.random.default_rng(0).normal(size=(60, 3, 4))
-    every_step = bnlib.replay_ema(values, momentum, 0.5)
-    at_checkpoints = paper.running_at_checkpoints(values, momentum, 15, 0.5)
-    np.testing.assert_allclose(at_checkpoints[0], 0.5)
-    np.testing.assert_allclose(at_checkpoints[1:], every_step[14::15], rtol=1e-12, atol=1e-12)
-
-
 def test_evaluation_equals_torch_eval_mode():
     images, labels = tiny_data(200)
     steps, batch_size = 10, 20
@@ -218,7 +208,7 @@ def test_a_corrupt_cached_run_is_recomputed_not_trusted(tmp_path, monkeypatch):
     monkeypatch.setenv("BNLIB_DATA_DIR", str(tmp_path))
     settings = {"steps": 40, "checkpoints": 4}
     first = paper.run_paper_experiment(progress=False, **settings)
-    path = cache.cache_path("paper_mnist", paper.paper_config(**settings))
+    path = cache.cache_path("paper_mnist", paper.paper_config(**settings), paper.__name__)
     raw = bytearray(path.read_bytes())
     offset = raw.index(b"accuracy.npy") + 200  # inside the stored accuracies
     raw[offset] ^= 0xFF
@@ -227,29 +217,3 @@ def test_a_corrupt_cached_run_is_recomputed_not_trusted(tmp_path, monkeypatch):
         second = paper.run_paper_experiment(progress=False, **settings)
     np.testing.assert_array_equal(first["accuracy"], second["accuracy"])
     np.testing.assert_array_equal(first["batch_mean"], second["batch_mean"])
-
-
-# The drift measure --------------------------------------------------------------------------------
-
-def bands(medians, width):
-    medians = np.asarray(medians, dtype=float)
-    return np.stack([medians - width / 2, medians, medians + width / 2], axis=1)
-
-
-def test_drift_is_distance_moved_over_band_width_from_ten_percent_of_training():
-    steps = np.arange(0, 11) * 100
-    medians = np.linspace(0, 10, 11)[:, None] * np.array([1.0, -2.0])  # two units, moving 1 and 2 per checkpoint
-    percentiles = bands(medians, 4.0)
-    # from step 100 (10%) to step 1000 the medians move 9 and 18; band width 4
-    np.testing.assert_allclose(unit_drifts(percentiles, steps), [9 / 4, 18 / 4])
-    assert network_drift(percentiles, steps) == pytest.approx((9 / 4 + 18 / 4) / 2)
-    assert network_drift(bands(np.ones((11, 3)), 2.0), steps) == 0
-
-
-def test_typical_unit_and_steps_to_reach():
-    steps = np.arange(0, 11) * 100
-    medians = np.outer(np.arange(11), [0.0, 1.0, 2.0, 3.0, 10.0])
-    assert typical_unit(bands(medians, 1.0), steps) == 2
-    accuracy = np.linspace(0.1, 0.9, 11)
-    assert steps_to_reach(accuracy, steps, 0.5) == 500
-    assert steps_to_reach(accuracy, steps, 0.95) is None

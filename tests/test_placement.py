@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from torch import nn
 
-from bnlib.layers import BatchNorm1d
 from bnlib.course.ch04.placement import ACTIVATIONS, PLACEMENTS, placement_experiment, placement_mlp, placement_summary
+from bnlib.layers import BatchNorm1d
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +48,8 @@ def test_sigmoid_prefers_bn_after_and_relu_barely_cares(results):
 
 
 def test_figure_plots_the_cached_results(results):
-    from bnlib.figures import all_figures
     from bnlib.course.ch04.placement import placement_figure
+    from bnlib.figures import all_figures
 
     assert {"bn_placement", "bn_scale_invariance", "bn_forward_stages", "bn_batch_dependence"} <= set(all_figures())
     _, data = placement_figure()

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from bnlib.course.ch04.reparameterization import (bias_cancellation, identity_parameters, identity_recovery_error,
-                                      output_moments, scale_invariance, scale_invariance_figure)
+                                                  output_moments, scale_invariance, scale_invariance_figure)
 
 
 def skewed_batch(seed=0, shape=(64, 5)):

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from bnlib import BatchNorm1d, ema_update, keras_to_torch_momentum, population_statistics, replay_ema
+from bnlib.running_stats import replay_running_stats, unbiased_variance
 
 
 @pytest.mark.parametrize("momentum", [0.1, 0.0, 1.0, 0.7])
@@ -74,11 +75,44 @@ def test_replay_ema_handles_a_long_history_of_many_units():
         np.testing.assert_allclose(running[t], state, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("momentum", [0.0, 0.001, 0.1, 0.7, 1.0, None])
+def test_replay_every_few_steps_equals_replaying_every_step(momentum):
+    values = np.random.default_rng(0).normal(size=(60, 3, 4))
+    every_step = replay_ema(values, momentum, 0.5)
+    np.testing.assert_allclose(replay_ema(values, momentum, 0.5, every=15), every_step[14::15], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_replayed_running_stats_are_a_batchnorm1d_buffers(momentum):
+    torch.manual_seed(3)
+    layer = BatchNorm1d(4, momentum=momentum, dtype=torch.float64)
+    batches = [torch.randn(6, 4, dtype=torch.float64) * 3 + 2 for _ in range(8)]
+    for x in batches:
+        layer(x)
+    means = np.stack([x.mean(0).numpy() for x in batches])
+    biased = np.stack([x.var(0, correction=0).numpy() for x in batches])
+    running_mean, running_var = replay_running_stats(means, biased, 6, momentum, every=4)
+    assert running_mean.shape == running_var.shape == (3, 4)
+    np.testing.assert_allclose(running_mean[0], 0.0)
+    np.testing.assert_allclose(running_var[0], 1.0)
+    np.testing.assert_allclose(running_mean[-1], layer.running_mean.numpy(), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(running_var[-1], layer.running_var.numpy(), rtol=1e-12)
+
+
+def test_unbiased_variance_is_bessels_correction_and_refuses_one_value():
+    x = np.random.default_rng(2).normal(size=(7, 3))
+    np.testing.assert_allclose(unbiased_variance(x.var(axis=0), 7), x.var(axis=0, ddof=1), rtol=1e-14)
+    with pytest.raises(ValueError, match="at least 2 values"):
+        unbiased_variance(np.ones(3), 1)
+
+
 def test_replay_ema_refuses_bad_arguments():
     with pytest.raises(ValueError, match=r"momentum must lie in \[0, 1\]"):
         replay_ema(np.ones(3), 1.5, 0.0)
     with pytest.raises(ValueError, match="batch_values must have shape"):
         replay_ema(np.ones(0), 0.1, 0.0)
+    with pytest.raises(ValueError, match="divisor"):
+        replay_ema(np.ones(10), 0.1, 0.0, every=3)
     with pytest.raises(ValueError, match=r"momentum must lie in \[0, 1\]"):
         keras_to_torch_momentum(99)
 
@@ -98,7 +132,7 @@ def test_population_statistics_recover_the_whole_data():
 
 
 def test_population_statistics_refuse_bad_arguments():
-    with pytest.raises(ValueError, match="batch_size must be an int of at least 2"):
+    with pytest.raises(ValueError, match="at least 2 values per channel"):
         population_statistics(np.zeros((3, 2)), np.ones((3, 2)), 1)
     with pytest.raises(ValueError, match="must both have shape"):
         population_statistics(np.zeros((3, 2)), np.ones((3, 3)), 8)

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from bnlib.course.ch07.small_batches import (NOISE_BATCH_SIZES, SWEEP_CONFIG, batch_size_sweep, batch_statistic_noise,
-                                 loglog_slope, noise_figure, normalized_value_spread, sample_batches,
-                                 sweep_figure, sweep_lr, theoretical_noise, unit_activations)
+                                             loglog_slope, noise_figure, normalized_value_spread, sample_batches,
+                                             sweep_figure, sweep_lr, theoretical_noise, unit_activations)
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import pytest
 from bnlib import batch_norm_backward, batch_norm_forward
 from bnlib.course.ch03.gradient_checks import torch_reference_gradients
 from bnlib.course.ch03.step_by_step import (TINY_BATCH, backward_steps, batch_dependence, batch_dependence_figure,
-                                forward_stages_figure, forward_steps, per_channel_moments, print_steps)
+                                            forward_stages_figure, forward_steps, per_channel_moments, print_steps)
 
 SHAPES = [(4, 3), (16, 5), (2, 3, 4, 4), (5, 2, 3, 1, 2)]
 

@@ -7,7 +7,7 @@ from torch import nn
 
 import bnlib
 from bnlib.course.training import (NORMS, accuracy, chapter_mlp, consecutive_batches, mnist, random_batches,
-                            small_model_settings, train_mlp)
+                                   small_model_settings, train_mlp)
 
 
 @pytest.mark.parametrize("norm, layer_type", [("batch", bnlib.BatchNorm1d), ("layer", nn.LayerNorm),

@@ -16,9 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-
-from browser import (assert_no_errors, copy_course, exercise, kernel_idle, launch_chromium, missing_browser,
-                     run_all, start_lab, start_voila, wait_for, widget_notebooks)
+from browser import (assert_no_errors, copy_course, exercise, kernel_idle, launch_chromium, missing_browser, run_all,
+                     start_lab, start_voila, wait_for, widget_notebooks)
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = widget_notebooks(ROOT / "notebooks")

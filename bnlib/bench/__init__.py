@@ -13,8 +13,8 @@ import time
 
 import torch
 
-from bnlib.layers import BatchNorm1d, BatchNorm2d
 from bnlib.bench.paper import paper_full_seconds, paper_step_speedup_vs_naive
+from bnlib.layers import BatchNorm1d, BatchNorm2d
 
 
 def seconds_per_call(call, number):

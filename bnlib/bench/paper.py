@@ -15,10 +15,10 @@ import torch
 from torch import nn
 
 from bnlib.course.ch06.fast_trainer import batch_order, train_two_networks
-from bnlib.layers import BatchNorm1d
-from bnlib.course.models import paper_mlp
 from bnlib.course.ch06.paper import PAPER, compute_paper_experiment, paper_config
+from bnlib.course.models import paper_mlp
 from bnlib.course.training import small_model_settings
+from bnlib.layers import BatchNorm1d
 
 
 def naive_seconds_per_step(images, labels, steps, seed=0):

@@ -1,51 +1,67 @@
-"""How far the sigmoid inputs wander during training: Figure 1(b, c) of the paper as one number per network.
+"""How far a layer's inputs wander during training: the course's one drift measure.
 
-The measure (fixed before looking at any result). For each of the 100 units of the last hidden layer:
+A unit's inputs over a fixed set of examples are summarized at each checkpoint by their 15th, 50th and
+85th percentiles (the paper's Figure 1b, c). Its drift from step t0 to the end T (fixed before looking at
+any result, and used by every chapter):
 
-- its median sigmoid input over the test set at an early checkpoint t0 (the first checkpoint at or
-  after 10% of training: step 5,000 of 50,000) and at the end, T;
-- the distance moved, ``|median(T) - median(t0)|``;
-- divided by the unit's band width, its 15-85 percentile spread averaged over the checkpoints t0..T.
+- how far its median moved, ``|median(T) - median(t0)|``;
+- divided by its band width, the 15-85 percentile spread averaged over the checkpoints t0..T.
 
-A network's drift is the average over its 100 units: 1 means the median moved by a whole band width.
-The start is t0, not step 0: at step 0 every input sits near 0 (tiny initial weights) and the first
-few hundred steps move every unit of both networks, which is learning, not drift. The paper's panels
-also start at 10k steps.
+A layer's drift is the average over its units: 1 means the median moved by a whole band width. The
+start t0 is after the first steps, which only leave the tiny initialization (learning, not drift).
+The measure follows the median only: a band that widens or narrows around a still median does not
+count (``band_growth`` reports that separately).
 """
 
 import numpy as np
 
-START_FRACTION = 0.1
+PERCENTILES = (15, 50, 85)
 
 
-def start_index(steps, start_fraction=START_FRACTION):
-    """Index of the first checkpoint at or after ``start_fraction`` of training."""
+def percentiles(values, axis=0):
+    """The 15th, 50th and 85th percentiles of ``values`` along ``axis``: shape (3, ...) in that order."""
+    return np.percentile(np.asarray(values), PERCENTILES, axis=axis)
+
+
+def band_width(percentiles):
+    """The 15th-to-85th percentile spread, from percentiles of shape (..., 3, units)."""
+    return percentiles[..., 2, :] - percentiles[..., 0, :]
+
+
+def start_index(steps, start):
+    """Index of the first checkpoint at or after step ``start``."""
     steps = np.asarray(steps)
-    return int(np.argmax(steps >= start_fraction * steps[-1]))
+    if start > steps[-1]:
+        raise ValueError(f"the drift starts at step {start}, after the last checkpoint {steps[-1]}")
+    return int(np.argmax(steps >= start))
 
 
-def unit_drifts(percentiles, steps, start_fraction=START_FRACTION):
-    """Each unit's drift. ``percentiles`` (checkpoints, 3, units): the 15th, 50th, 85th percentile per unit."""
+def unit_drifts(percentiles, steps, start):
+    """Each unit's drift from step ``start`` to the end. ``percentiles``: (checkpoints, 3, units)."""
     percentiles = np.asarray(percentiles, dtype=np.float64)
     if percentiles.ndim != 3 or percentiles.shape[1] != 3:
         raise ValueError(f"percentiles must have shape (checkpoints, 3, units) for the 15/50/85th percentiles; "
                          f"got {percentiles.shape}")
-    window = percentiles[start_index(steps, start_fraction):]
-    low, median, high = window[:, 0], window[:, 1], window[:, 2]
-    moved = np.abs(median[-1] - median[0])  # |median(T) - median(t0)|
-    band = (high - low).mean(axis=0)  # the 15-85 spread, averaged over t0..T
-    return moved / band
+    window = percentiles[start_index(steps, start):]
+    moved = np.abs(window[-1, 1] - window[0, 1])  # |median(T) - median(t0)|
+    return moved / band_width(window).mean(axis=0)  # in band widths, averaged over t0..T
 
 
-def network_drift(percentiles, steps, start_fraction=START_FRACTION):
-    """The network's drift: the average of its units' drifts."""
-    return float(unit_drifts(percentiles, steps, start_fraction).mean())
+def network_drift(percentiles, steps, start):
+    """The layer's drift: the average of its units' drifts."""
+    return float(unit_drifts(percentiles, steps, start).mean())
 
 
-def typical_unit(percentiles, steps, start_fraction=START_FRACTION):
-    """The unit whose drift is closest to the median drift of its layer: the one Figure 1(b, c) shows."""
-    drifts = unit_drifts(percentiles, steps, start_fraction)
+def typical_unit(percentiles, steps, start):
+    """The unit whose drift is closest to the median drift of its layer: the one a figure shows."""
+    drifts = unit_drifts(percentiles, steps, start)
     return int(np.argmin(np.abs(drifts - np.median(drifts))))
+
+
+def band_growth(percentiles, steps, start):
+    """Each unit's band width at the end over its band width at step ``start``."""
+    percentiles = np.asarray(percentiles, dtype=np.float64)
+    return band_width(percentiles[-1]) / band_width(percentiles[start_index(steps, start)])
 
 
 def steps_to_reach(accuracy, steps, target):

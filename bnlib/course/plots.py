@@ -1,14 +1,9 @@
-"""Plots of the MNIST experiment, and the course's reproduction of the paper's Figure 1.
+"""Plots several chapters draw: percentile bands of a unit's inputs over training, accuracy curves.
 
-``percentile_bands`` and ``accuracy_curves`` draw on any matplotlib ``Axes`` (notebook 02's figures reuse
-``percentile_bands``);
-``figure1`` lays out the three panels as the paper does: (a) test accuracy of both networks against
-training step, (b) without BN and (c) with BN the 15th, 50th and 85th percentiles of one typical
-last-hidden-layer unit's sigmoid input over the test set.
+``percentile_bands`` and ``accuracy_curves`` draw on any matplotlib ``Axes``, with the course's colours
+and labels for the network without BN ("baseline") and with it; ``STEP_TICKS`` writes steps as 10K.
 """
 
-import numpy as np
-from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
 COLORS = {"baseline": "tab:blue", "batch norm": "tab:red"}
@@ -35,54 +30,3 @@ def accuracy_curves(ax, steps, accuracy, networks=("baseline", "batch norm")):
     ax.set_ylabel("test accuracy")
     ax.legend(loc="lower right")
     ax.grid(alpha=0.3)
-
-
-def figure1(result, facts):
-    """The paper's Figure 1 from ``run_paper_experiment()`` and its ``findings``; returns (Figure, plotted numbers)."""
-    steps, accuracy, percentiles = result["steps"], result["accuracy"], result["percentiles"]
-    figure = Figure(figsize=(13, 3.8), layout="constrained")
-    axes = figure.subplots(1, 3, gridspec_kw={"width_ratios": [1.2, 1, 1]})
-    accuracy_curves(axes[0], steps, accuracy)
-    axes[0].set_ylim(max(0.0, min(0.7, float(accuracy[-1].min()) - 0.05)), 1.0)  # the paper shows 0.7 to 1
-    axes[0].set_title("(a) test accuracy")
-    units = facts["typical_unit"]
-    bands = {}
-    for net, (ax, name, letter) in enumerate(zip(axes[1:], ("baseline", "batch norm"), "bc")):
-        p15, p50, p85 = percentiles[:, net, :, units[name]].T
-        percentile_bands(ax, steps, p15, p50, p85, color=COLORS[name])
-        ax.set_title(f"({letter}) {LABELS[name]}: unit {units[name]}, drift {facts['drift'][name]:.2f}")
-        ax.set_ylabel("sigmoid input, percentiles 15/50/85")
-        ax.grid(alpha=0.3)
-        bands[name] = {"unit": units[name], "p15": p15, "p50": p50, "p85": p85}
-    low = min(ax.get_ylim()[0] for ax in axes[1:])
-    high = max(ax.get_ylim()[1] for ax in axes[1:])
-    for ax in axes[1:]:
-        ax.set_ylim(low, high)  # same scale, so the two panels compare at a glance
-    data = {"steps": steps, "accuracy": {name: accuracy[:, net] for net, name in enumerate(LABELS)},
-            "sigmoid_input_percentiles": bands, **facts}
-    return figure, data
-
-
-def make_mnist_fig1():
-    """``figures/mnist_fig1.png``: the paper's Figure 1 from the full run (computed once, then cached)."""
-    from bnlib.course.ch06.paper import findings, paper_config, run_paper_experiment
-
-    result = run_paper_experiment()
-    facts = findings(result)
-    figure, data = figure1(result, facts)
-    figure.suptitle("MNIST, 3x100 sigmoid MLP, batch 60, SGD lr 0.5, init N(0, 0.01^2): Ioffe & Szegedy (2015) "
-                    "Figure 1 reproduced", fontsize=10)
-    return figure, {"config": paper_config(), "percentile_unit": "sigmoid input over the 10,000 test images",
-                    "drift_definition": "bnlib.course.drift: per unit |median(end) - median(10% of training)| / mean "
-                                        "15-85 band width, averaged over the 100 last-hidden-layer units",
-                    **data}
-
-
-FIGURES = {"mnist_fig1": make_mnist_fig1}
-
-
-def checkpoint_table(result, every=10):
-    """Rows (step, baseline accuracy, BN accuracy) every ``every`` checkpoints, for a quick printed look."""
-    rows = np.column_stack([result["steps"], result["accuracy"]])[::every]
-    return "\n".join(f"step {int(step):>6}: accuracy without BN {base:.4f}, with BN {bn:.4f}"
-                     for step, base, bn in rows)

@@ -22,8 +22,8 @@ import torch
 from torch import nn
 
 from bnlib.course.data import load_mnist
-from bnlib.layers import BatchNorm1d
 from bnlib.course.models import paper_mlp
+from bnlib.layers import BatchNorm1d
 
 INIT_STD = 0.05
 GROUPS = 10  # GroupNorm: 100 units in 10 groups of 10

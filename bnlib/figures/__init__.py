@@ -16,15 +16,14 @@ import numpy as np
 from bnlib.course.data import project_root
 
 FIGURE_MODULES = [
-    "bnlib.course.ch03.step_by_step",
-    "bnlib.course.ch04.reparameterization",
-    "bnlib.course.ch04.placement",
-    "bnlib.course.ch05.ema",
     "bnlib.course.ch01.input_normalization",
     "bnlib.course.ch02.covariate_shift",
-    "bnlib.course.ch05.inference",
-    "bnlib.course.ch07.small_batches", "bnlib.course.ch07.batch_composition", "bnlib.course.ch07.landscape", "bnlib.course.ch07.norm_alternatives",
-    "bnlib.course.plots",
+    "bnlib.course.ch03.step_by_step",
+    "bnlib.course.ch04.reparameterization", "bnlib.course.ch04.placement",
+    "bnlib.course.ch05.ema", "bnlib.course.ch05.inference",
+    "bnlib.course.ch06.figures",
+    "bnlib.course.ch07.small_batches", "bnlib.course.ch07.batch_composition", "bnlib.course.ch07.landscape",
+    "bnlib.course.ch07.norm_alternatives",
 ]
 
 

@@ -23,12 +23,12 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from bnlib.course import drift
 from bnlib.course.cache import cached
 from bnlib.course.models import paper_mlp
 from bnlib.course.plots import percentile_bands
 from bnlib.course.training import accuracy, mnist, train_mlp
 
-PERCENTILES = (15, 50, 85)
 DRIFT_CONFIG = {"steps": 3000, "batch_size": 60, "lr": 2.0, "init_std": 0.01, "seed": 0, "record_every": 25,
                 "probe_size": 1000, "snapshots": (500, 1000, 2000, 3000)}
 DRIFT_FROM = 500  # the first steps only leave the tiny initialization; the drift after them is ordinary training
@@ -63,8 +63,8 @@ def train_and_record(steps, batch_size, lr, init_std, seed, record_every, probe_
         x, u = sigmoid_inputs(model, probe)
         if step in recorded:
             record["steps"].append(step)
-            record["x_percentiles"].append(np.percentile(x.numpy(), PERCENTILES, axis=0).T)
-            record["u_percentiles"].append(np.percentile(u.numpy(), PERCENTILES, axis=0).T)
+            record["x_percentiles"].append(drift.percentiles(x.numpy()))  # (3, units): 15th, 50th, 85th
+            record["u_percentiles"].append(drift.percentiles(u.numpy()))
             record["accuracy"].append(accuracy(model, probe, probe_labels))
         if step in snapshots:
             record["x_snapshots"].append(x.numpy())
@@ -77,7 +77,7 @@ def train_and_record(steps, batch_size, lr, init_std, seed, record_every, probe_
 
 
 def drift_run(progress=True, **overrides):
-    """The recorded run (cached): ``steps`` (S,), ``x_percentiles`` and ``u_percentiles`` (S, units, 3),
+    """The recorded run (cached): ``steps`` (S,), ``x_percentiles`` and ``u_percentiles`` (S, 3, units),
     ``accuracy`` (S,) on the probe, ``x_snapshots`` and ``u_snapshots`` (K, probe, units) at ``snapshot_steps``."""
     unknown = set(overrides) - set(DRIFT_CONFIG)
     if unknown:
@@ -88,36 +88,19 @@ def drift_run(progress=True, **overrides):
     return cached("hidden_input_drift", config, lambda: train_and_record(**config, progress=progress))
 
 
-def band_width(percentiles):
-    """The 15th-to-85th percentile spread: the width of the band where the middle 70% of values fall."""
-    return percentiles[..., 2] - percentiles[..., 0]
-
-
-def drift(run, key="u", since=DRIFT_FROM):
-    """Per unit: the largest move of its 15th, 50th or 85th percentile from step ``since`` to the end,
-    in widths of its final band. ``key`` is "u" (the layer's input) or "x" (its sigmoids' input)."""
-    percentiles = run[f"{key}_percentiles"]
-    start = int(np.searchsorted(run["steps"], since))
-    return np.abs(percentiles[-1] - percentiles[start]).max(axis=-1) / band_width(percentiles[-1])
-
-
-def typical_unit(run, key="u"):
-    """The unit whose drift is the median over the layer: neither the calmest nor the wildest."""
-    moved = drift(run, key)
-    return int(np.argsort(moved)[len(moved) // 2])
-
-
 def drift_summary(run):
-    """The drift in numbers, from step ``DRIFT_FROM`` to the end, for the layer's input u and its sigmoid input x."""
+    """The drift (``bnlib.course.drift``) from step ``DRIFT_FROM`` to the end, of the layer's input u and of
+    its sigmoid input x: the median over units, the share of units whose median moved over half a band,
+    the median growth of the band width, and the typical unit."""
+    start = int(np.searchsorted(run["steps"], DRIFT_FROM))
     summary = {"from_step": DRIFT_FROM, "to_step": int(run["steps"][-1]),
-               "accuracy_from": float(run["accuracy"][np.searchsorted(run["steps"], DRIFT_FROM)]),
-               "accuracy_to": float(run["accuracy"][-1])}
+               "accuracy_from": float(run["accuracy"][start]), "accuracy_to": float(run["accuracy"][-1])}
     for key in ("u", "x"):
-        moved = drift(run, key)
-        start = int(np.searchsorted(run["steps"], DRIFT_FROM))
-        growth = band_width(run[f"{key}_percentiles"][-1]) / band_width(run[f"{key}_percentiles"][start])
+        percentiles = run[f"{key}_percentiles"]
+        moved = drift.unit_drifts(percentiles, run["steps"], DRIFT_FROM)
         summary[key] = {"median_drift": float(np.median(moved)), "share_over_half_a_band": float(np.mean(moved > 0.5)),
-                        "median_band_growth": float(np.median(growth)), "typical_unit": typical_unit(run, key)}
+                        "median_band_growth": float(np.median(drift.band_growth(percentiles, run["steps"], DRIFT_FROM))),
+                        "typical_unit": drift.typical_unit(percentiles, run["steps"], DRIFT_FROM)}
     return summary
 
 
@@ -130,13 +113,13 @@ def hidden_input_drift(bins=40):
     data = {"steps": run["steps"], "accuracy": run["accuracy"], "summary": drift_summary(run)}
     titles = {"u": "layer 3's input $u_{%d}$ (layer 2's output)", "x": "sigmoid input $x_{%d}$ of layer 3"}
     for ax, key in ((u_ax, "u"), (x_ax, "x")):
-        unit = typical_unit(run, key)
-        percentiles = run[f"{key}_percentiles"][:, unit]
+        unit = data["summary"][key]["typical_unit"]
+        percentiles = run[f"{key}_percentiles"][:, :, unit]
         percentile_bands(ax, run["steps"], *percentiles.T, label="median, with the 15th and 85th percentiles")
         ax.axvline(DRIFT_FROM, color="0.6", linestyle=":", linewidth=1)
         ax.set_title(titles[key] % unit)
         ax.legend(fontsize=8)
-        data[key] = {"unit": unit, "percentiles": dict(zip(PERCENTILES, percentiles.T))}
+        data[key] = {"unit": unit, "percentiles": dict(zip(drift.PERCENTILES, percentiles.T))}
     values = run["u_snapshots"][:, :, data["u"]["unit"]]
     edges = np.linspace(values.min(), values.max(), bins + 1)
     counts = np.array([np.histogram(snapshot, edges)[0] for snapshot in values])

@@ -13,8 +13,8 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from bnlib.course.cache import cached
-from bnlib.layers import BatchNorm1d
 from bnlib.course.training import mnist, random_batches, train_mlp
+from bnlib.layers import BatchNorm1d
 
 PLACEMENTS = ("before", "after")
 ACTIVATIONS = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU}

@@ -11,67 +11,15 @@ import copy
 
 import numpy as np
 import torch
-from torch import nn
 
 from bnlib.course.cache import cached
-from bnlib.layers import BatchNorm1d, BatchNorm2d
 from bnlib.course.models import paper_mlp
-from bnlib.running_stats import replay_ema
 from bnlib.course.training import accuracy, consecutive_batches, mnist, random_batches, small_model_settings, train_mlp
+from bnlib.running_stats import batch_norm_layers, recompute_population_statistics, replay_running_stats
 
 RUN = {"steps": 3000, "batch_size": 60, "lr": 0.5, "init_std": 0.01, "momentum": 0.1, "seed": 0}
 FORGOTTEN_EVAL_BATCH_SIZES = (2, 4, 8, 16, 32, 64, 256, 1000)
 STATISTICS_MOMENTA = (0.1, 0.01, 0.001, 0.99)
-
-
-def batch_norm_layers(model):
-    """The batch norm layers of ``model`` (bnlib's or torch's) that keep running statistics."""
-    kinds = (BatchNorm1d, BatchNorm2d, nn.modules.batchnorm._BatchNorm)
-    return [module for module in model.modules() if isinstance(module, kinds) and module.track_running_stats]
-
-
-@torch.no_grad()
-def recompute_population_statistics(model, batches):
-    """Replace every BN layer's running statistics by population statistics for the current weights.
-
-    One pass over ``batches`` (tensors, or tuples whose first item is the input) with the weights
-    frozen (no gradients, no optimizer), every BN layer in training mode with ``momentum=None`` and
-    the rest of the model in eval mode (dropout off). momentum=None is a cumulative average, so each
-    layer ends with the paper's Algorithm 2 over those batches of m examples::
-
-        running_mean = mean over batches of mu_B
-        running_var  = mean over batches of m/(m-1) var_B
-
-    Use batches of equal size (the average weighs every batch alike). The model's mode and the
-    layers' momentum are restored afterwards. Returns ``model``.
-    """
-    layers = batch_norm_layers(model)
-    if not layers:
-        raise ValueError("the model has no batch norm layer with track_running_stats=True: nothing to recompute")
-    was_training, momenta = model.training, [layer.momentum for layer in layers]
-    model.eval()
-    for layer in layers:
-        layer.reset_running_stats()
-        layer.momentum = None
-        layer.train()
-    try:
-        count = 0
-        for batch in batches:
-            model(batch[0] if isinstance(batch, (tuple, list)) else batch)
-            count += 1
-        if count == 0:
-            raise ValueError("batches is empty: pass an iterable of training batches, e.g. images.split(60)")
-    finally:
-        for layer, momentum in zip(layers, momenta):
-            layer.momentum = momentum
-        model.train(was_training)
-    return model
-
-
-def forgotten_eval_accuracy(model, images, labels, batch_size):
-    """The test accuracy had ``model.eval()`` been forgotten: consecutive test batches of ``batch_size``,
-    each normalized with its own statistics (on a copy, so the model's running statistics stay intact)."""
-    return accuracy(model, images, labels, consecutive_batches(len(images), batch_size))
 
 
 @torch.no_grad()
@@ -144,7 +92,7 @@ def mnist_run(progress=True, **overrides):
         model, means, variances = train_mnist_bn_mlp(**config, progress=progress)
         test_images, test_labels = mnist(train=False)
         with small_model_settings():
-            forgotten = [forgotten_eval_accuracy(model, test_images, test_labels, size)
+            forgotten = [accuracy(model, test_images, test_labels, consecutive_batches(len(test_images), size))
                          for size in tqdm(FORGOTTEN_EVAL_BATCH_SIZES, desc="eval forgotten", disable=not progress)]
             arrays = {"batch_size": config["batch_size"], "eval_accuracy": accuracy(model, test_images, test_labels),
                       "forgotten_batch_sizes": np.array(FORGOTTEN_EVAL_BATCH_SIZES),
@@ -167,18 +115,12 @@ def model_from_run(run):
 
 
 def replayed_running_statistics(run, momentum):
-    """Each BN layer's ``(running_mean, running_var)`` at the end of the run, had it used ``momentum``.
-
-    The running statistics never influence training, so any momentum can be replayed afterwards from
-    the recorded batch statistics, from torch's start (mean 0, variance 1) with the unbiased variance.
-    """
-    batch_size, layers = int(run["batch_size"]), sum(name.startswith("batch_means.") for name in run)
-    statistics = []
-    for i in range(layers):
-        unbiased = run[f"batch_vars.{i}"] * batch_size / (batch_size - 1)   # m/(m-1) var_B
-        statistics.append((replay_ema(run[f"batch_means.{i}"], momentum, 0.0)[-1],
-                           replay_ema(unbiased, momentum, 1.0)[-1]))
-    return statistics
+    """Each BN layer's ``(running_mean, running_var)`` at the end of the run, had it used ``momentum``
+    (replayed from the recorded batch statistics, ``bnlib.running_stats.replay_running_stats``)."""
+    layers = sum(name.startswith("batch_means.") for name in run)
+    return [tuple(stat[-1] for stat in replay_running_stats(run[f"batch_means.{i}"], run[f"batch_vars.{i}"],
+                                                            int(run["batch_size"]), momentum))
+            for i in range(layers)]
 
 
 def with_running_statistics(model, statistics):

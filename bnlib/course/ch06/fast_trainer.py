@@ -29,8 +29,8 @@ import math
 import torch
 from torch import nn
 
-from bnlib.functional import bn_backward_tensor, bn_forward_tensor
 from bnlib.course.models import paper_mlp
+from bnlib.functional import bn_backward_tensor, bn_forward_tensor
 
 WIDTHS = (784, 100, 100, 100, 10)
 NETWORKS = ("baseline", "batch norm")

@@ -21,7 +21,7 @@ The paper leaves some choices open. Ours:
 Inference mode: the BN network normalizes with running statistics, PyTorch's convention and default
 momentum 0.1, ``running = (1 - momentum) running + momentum batch`` with the unbiased batch variance.
 They are not kept during training: the trainer records every step's batch mean and variance, and
-``running_at_checkpoints`` replays the running averages afterwards, for any momentum.
+``running_statistics`` replays the running averages afterwards, for any momentum.
 """
 
 import time
@@ -29,56 +29,22 @@ import time
 import numpy as np
 import torch
 
+from bnlib.course import drift
 from bnlib.course.cache import cached
 from bnlib.course.ch06.fast_trainer import EPS, NETWORKS, WIDTHS, parameter_views, train_two_networks
-from bnlib.running_stats import replay_ema
 from bnlib.course.training import small_model_settings
-from bnlib.validation import check_momentum
+from bnlib.running_stats import replay_running_stats
 
 PAPER = {"steps": 50_000, "batch_size": 60, "lr": 0.5, "init_std": 0.01, "seed": 0, "checkpoints": 100}
-PERCENTILES = (15, 50, 85)
+DRIFT_START = 0.1  # the drift is measured from 10% of training (step 5,000 of 50,000) to the end
 EVAL_MOMENTUM = 0.1
 
 
-def running_at_checkpoints(batch_values, momentum, every, initial):
-    """Running averages of ``batch_values`` (T, ...) at steps 0, every, 2 every, ..., T: shape (T/every + 1, ...).
-
-    Exact, without stepping through all T values one by one. Between two checkpoints L = ``every``
-    steps apart, r_{t+L} = (1 - m)^L r_t + sum_{k=1..L} m (1 - m)^(L-k) b_{t+k}. The weighted sum of each
-    block of L batch values is one matrix product; what remains is again a running average, over the
-    blocks, with momentum a = 1 - (1 - m)^L fed with (block sum) / a, which ``replay_ema`` runs.
-    """
-    momentum = check_momentum(momentum, allow_none=False)
-    values = torch.as_tensor(np.asarray(batch_values))
-    steps, shape = len(values), values.shape[1:]
-    if every < 1 or steps % every:
-        raise ValueError(f"every ({every}) must be a positive divisor of the number of steps ({steps})")
-    blocks = values.reshape(steps // every, every, -1)
-    age = torch.arange(every - 1, -1, -1, dtype=torch.float64)  # L - k for k = 1..L
-    weights = momentum * (1 - momentum) ** age  # m (1 - m)^(L-k); 0^0 = 1 makes momentum 1 exact
-    block_sums = torch.matmul(weights.to(values.dtype), blocks).numpy()  # (blocks, features)
-    block_momentum = 1 - (1 - momentum) ** every
-    fed = block_sums / block_momentum if block_momentum > 0 else np.zeros_like(block_sums)
-    start = np.broadcast_to(np.asarray(initial, dtype=fed.dtype), fed.shape[1:])
-    running = replay_ema(fed, block_momentum, start)
-    return np.concatenate([start[np.newaxis], running]).reshape(len(running) + 1, *shape)
-
-
-def unbiased_batch_var(result):
-    """Every step's UNBIASED batch variance m/(m-1) sigma_B^2, (steps, 3, 100): what ``running_var`` averages."""
-    batch_size = int(result["batch_size"])
-    return np.asarray(result["batch_var"]) * (batch_size / (batch_size - 1))
-
-
 def running_statistics(result, momentum=EVAL_MOMENTUM):
-    """A BN layer's ``running_mean`` and ``running_var`` at each checkpoint, (C+1, 3, 100) each.
-
-    As ``torch.nn.BatchNorm1d`` keeps them: starting at 0 and 1, updated with the batch mean and the
-    unbiased batch variance.
-    """
+    """A BN layer's ``running_mean`` and ``running_var`` at each checkpoint, (C+1, 3, 100) each, as
+    ``torch.nn.BatchNorm1d`` keeps them (``bnlib.running_stats.replay_running_stats``)."""
     every = int(result["steps"][1] - result["steps"][0])
-    return (running_at_checkpoints(result["batch_mean"], momentum, every, 0.0),
-            running_at_checkpoints(unbiased_batch_var(result), momentum, every, 1.0))
+    return replay_running_stats(result["batch_mean"], result["batch_var"], int(result["batch_size"]), momentum, every)
 
 
 def stack_network(parameters, net):
@@ -136,7 +102,7 @@ def evaluate_checkpoints(result, images, labels, momentum=EVAL_MOMENTUM, progres
                    for key in ("weights", "shifts", "centers", "scales")}
         z, logits = inference_pass(images @ stacked["weights"][0], stacked)
         accuracy.append((logits.argmax(2) == labels).to(torch.float64).mean(1))
-        percentiles.append(np.percentile(z.numpy(), PERCENTILES, axis=1).transpose(1, 0, 2))  # (2, 3, 100)
+        percentiles.append(drift.percentiles(z.numpy(), axis=1).transpose(1, 0, 2))  # (2, 3, 100)
     return torch.stack(accuracy).numpy(), np.stack(percentiles)
 
 
@@ -181,14 +147,13 @@ def run_paper_experiment(progress=True, **overrides):
 
 def findings(result):
     """What the run shows, the paper's claims as numbers: accuracies, speed of learning, drift per network."""
-    from bnlib.course.drift import network_drift, steps_to_reach, typical_unit
-
     steps, accuracy, percentiles = result["steps"], result["accuracy"], result["percentiles"]
     baseline_final, bn_final = (float(a) for a in accuracy[-1])
+    start = DRIFT_START * steps[-1]
     return {
         "final_accuracy": {"baseline": baseline_final, "batch norm": bn_final},
-        "steps_to_baseline_final": {"baseline": steps_to_reach(accuracy[:, 0], steps, baseline_final),
-                                    "batch norm": steps_to_reach(accuracy[:, 1], steps, baseline_final)},
-        "drift": {name: network_drift(percentiles[:, net], steps) for net, name in enumerate(NETWORKS)},
-        "typical_unit": {name: typical_unit(percentiles[:, net], steps) for net, name in enumerate(NETWORKS)},
+        "steps_to_baseline_final": {"baseline": drift.steps_to_reach(accuracy[:, 0], steps, baseline_final),
+                                    "batch norm": drift.steps_to_reach(accuracy[:, 1], steps, baseline_final)},
+        "drift": {name: drift.network_drift(percentiles[:, net], steps, start) for net, name in enumerate(NETWORKS)},
+        "typical_unit": {name: drift.typical_unit(percentiles[:, net], steps, start) for net, name in enumerate(NETWORKS)},
     }

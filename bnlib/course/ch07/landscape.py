@@ -28,8 +28,8 @@ from torch.nn.utils import parameters_to_vector, vector_to_parameters
 from tqdm.auto import tqdm
 
 from bnlib.course.cache import cached
-from bnlib.layers import BatchNorm1d
 from bnlib.course.training import accuracy, chapter_mlp, mnist, random_batches, train_mlp
+from bnlib.layers import BatchNorm1d
 
 NOISY_CONFIG = {"variants": ("none", "batch", "noisy batch"), "steps": 1500, "batch_size": 60, "lr": 0.1,
                 "seed": 0, "noise_scale": 2.0, "noise_shift": 1.0, "eval_every": 100, "units": 20}

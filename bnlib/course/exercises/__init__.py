@@ -1,43 +1,9 @@
-"""Checks for the notebooks' exercises: each ``check_*`` prints a verdict and returns True or False.
-
-A wrong answer gets a hint that points at the mistake rather than the solution.
-"""
-
-import math
-
-UNANSWERED = "Fill in your answer first (it is still None)"
-
-
-def report(correct, praise, hint):
-    print(("Correct. " + praise) if correct else ("Not yet. " + hint))
-    return bool(correct)
-
-
-def as_number(answer):
-    """``answer`` as a float, or None when it is not a single finite real number."""
-    if isinstance(answer, bool):
-        return None
-    try:
-        value = float(answer)
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) else None
-
-
-def check_number(answer, expected, praise, mistakes, hint, rel_tol=1e-6):
-    """Report on a numeric answer: correct when |answer - expected| <= rel_tol |expected|. A wrong answer
-    that close to a known mistake (``mistakes``: pairs of value and hint) gets that mistake's hint, any
-    other the general ``hint``."""
-    value = as_number(answer)
-    if value is None:
-        return report(False, "", UNANSWERED if answer is None
-                      else f"the answer should be a single number (it is {answer!r}).")
-    hint = next((text for mistake, text in mistakes if math.isclose(value, mistake, rel_tol=rel_tol)), hint)
-    return report(math.isclose(value, expected, rel_tol=rel_tol), praise, hint)
+"""The checks of the notebooks' exercises, one module per chapter; ``checks`` holds what they share."""
 
 from bnlib.course.exercises.ch01 import check_max_stable_lr, check_scaled_only_condition_number, check_standardized
 from bnlib.course.exercises.ch02 import check_bias_after_steps, check_center_inside_gradient, check_median_shift
 from bnlib.course.exercises.ch03 import check_batch_norm_backward, check_batch_variance, check_dgamma_dbeta
 from bnlib.course.exercises.ch04 import check_gradient_ratio, check_identity_parameters, check_output_moments
-from bnlib.course.exercises.ch05 import check_effective_window, check_keras_conversion, check_running_mean_after_steps, check_running_var_after_one_step
+from bnlib.course.exercises.ch05 import (check_effective_window, check_keras_conversion, check_running_mean_after_steps,
+                                         check_running_var_after_one_step)
 from bnlib.course.exercises.ch07 import check_batch_of_two, check_batch_size_for_noise, check_group_means

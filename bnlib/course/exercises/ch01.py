@@ -3,7 +3,7 @@
 import numpy as np
 
 from bnlib.course.ch01 import input_normalization as inorm
-from bnlib.course.exercises import check_number, report
+from bnlib.course.exercises.checks import check_number, report
 
 
 def _as_array(answer, shape):

@@ -3,26 +3,25 @@
 import numpy as np
 import torch
 
+from bnlib.course import drift
 from bnlib.course.ch02 import covariate_shift as shift
-from bnlib.course.exercises import check_number, report
+from bnlib.course.exercises.checks import check_number, report
 
 BIAS_STEPS, BIAS_LR = 1000, 0.1  # b after 1000 steps of lr 0.1 with the mean outside the gradient
 
 
 def check_median_shift(answer):
-    """How far the median of the typical input u_j moved from step DRIFT_FROM to the end, in final band widths."""
+    """The drift (``bnlib.course.drift``) of the typical input u_j from step DRIFT_FROM to the end."""
     run = shift.drift_run(progress=False)
-    unit = shift.typical_unit(run)
-    percentiles = run["u_percentiles"][:, unit]
-    start = int(np.searchsorted(run["steps"], shift.DRIFT_FROM))
-    expected = abs(percentiles[-1, 1] - percentiles[start, 1]) / shift.band_width(percentiles[-1])
+    unit = shift.drift_summary(run)["u"]["typical_unit"]
+    expected = drift.unit_drifts(run["u_percentiles"], run["steps"], shift.DRIFT_FROM)[unit]
     return check_number(
         answer, expected,
         f"the median moved by {expected:.2f} of the band: layer 3 sees a different input late in training than "
         "it learned from early on.",
         [],
-        "compare the medians at step DRIFT_FROM and at the last step (find the row with run['steps']), and "
-        "measure the distance in units of the LAST step's band width (85th minus 15th percentile).",
+        "Compare the medians at step DRIFT_FROM and at the last step (find the row with run['steps']), and "
+        "divide by the band width (85th minus 15th percentile) averaged over the rows from DRIFT_FROM on.",
         rel_tol=1e-3)
 
 

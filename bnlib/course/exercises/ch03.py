@@ -3,8 +3,8 @@
 import numpy as np
 
 from bnlib.course.ch03.gradient_checks import backward_forgetting_variance
+from bnlib.course.exercises.checks import report
 from bnlib.normalization import batch_norm_backward, batch_norm_forward
-from bnlib.course.exercises import report
 
 
 def exercise_batch(seed=3):

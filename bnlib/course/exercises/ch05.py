@@ -1,6 +1,6 @@
 """Exercises of notebook 05 (running statistics and inference). The constants are the questions' data."""
 
-from bnlib.course.exercises import check_number
+from bnlib.course.exercises.checks import check_number
 
 KERAS_DECAY = 0.997                  # a TensorFlow model's BatchNormalization(momentum=0.997)
 WINDOW_MOMENTUM = 0.05               # momentum whose effective window is asked for

@@ -3,7 +3,7 @@ GroupNorm's statistics."""
 
 import numpy as np
 
-from bnlib.course.exercises import UNANSWERED, check_number, report
+from bnlib.course.exercises.checks import UNANSWERED, check_number, report
 
 NOISE_STD, NOISE_BATCH, NOISE_TARGET = 0.2, 8, 0.05
 PAIR = (3.0, 7.5)

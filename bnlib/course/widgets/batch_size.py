@@ -8,9 +8,9 @@ a few seconds to a minute) and caches it, so coming back to a batch size is inst
 
 from ipywidgets import Dropdown, Output
 
-from bnlib.course.widgets import Explorer
+from bnlib.course.ch06.figures import figure1
 from bnlib.course.ch06.paper import findings, run_paper_experiment
-from bnlib.course.plots import figure1
+from bnlib.course.widgets.explorer import Explorer
 
 BATCH_SIZES = (2, 4, 8, 16, 32, 60, 128, 256)
 SHORT_RUN = {"steps": 3_000, "checkpoints": 30}

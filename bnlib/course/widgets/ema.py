@@ -12,7 +12,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from bnlib.course.ch05.ema import effective_window, initial_weight, track
-from bnlib.course.widgets import Explorer
+from bnlib.course.widgets.explorer import Explorer
 
 
 def ema_readout(result, momentum, steps, drift, noise, keras_mistake=False):

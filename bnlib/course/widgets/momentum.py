@@ -3,7 +3,7 @@
 Training is the same for every momentum: the BN network normalizes each batch with its own statistics,
 and the running averages are only read at inference. So one training run (``run_paper_experiment``,
 which records every step's batch mean and variance) serves every momentum: the slider replays the
-running averages (``bnlib.course.ch06.paper.running_at_checkpoints``) and evaluates the network in eval mode with
+running averages (``bnlib.running_stats.replay_running_stats``) and evaluates the network in eval mode with
 them. Everything that does not depend on the momentum (the first layer's products on the test images,
 the weights at the checkpoints, the population statistics) is computed once, before the first draw.
 """
@@ -15,11 +15,11 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, MultipleLocator
 
-from bnlib.course.widgets import Explorer
-from bnlib.course.ch06.paper import inference_layers, inference_pass, run_paper_experiment, running_at_checkpoints, stack_network, unbiased_batch_var
+from bnlib.course.ch06.paper import inference_layers, inference_pass, run_paper_experiment, stack_network
 from bnlib.course.plots import STEP_TICKS
-from bnlib.running_stats import population_statistics
 from bnlib.course.training import small_model_settings
+from bnlib.course.widgets.explorer import Explorer
+from bnlib.running_stats import population_statistics, replay_running_stats, unbiased_variance
 
 LAYER = 2  # the last hidden layer, as in Figure 1
 TRACE_EVERY = 50  # steps between the plotted points of the running averages
@@ -35,8 +35,8 @@ class MomentumReplay:
     def __init__(self, result, test_images, test_labels, checkpoint_every=5, test_examples=1000):
         self.steps = result["steps"]
         self.every = int(self.steps[1] - self.steps[0])
-        self.batch_mean = np.asarray(result["batch_mean"])
-        self.unbiased_var = unbiased_batch_var(result)
+        self.batch_mean, self.batch_var = np.asarray(result["batch_mean"]), np.asarray(result["batch_var"])
+        self.batch_size = int(result["batch_size"])
         self.picked = np.arange(0, len(self.steps), checkpoint_every)  # the checkpoints evaluated on each draw
         self.network = stack_network(result["parameters"][self.picked], net=1)
         self.first_products = test_images[:test_examples] @ self.network["weights"][0]  # x W_1, per checkpoint
@@ -57,10 +57,10 @@ class MomentumReplay:
 
     def replay(self, momentum, unit):
         """Running mean and variance of ``unit`` every TRACE_EVERY steps; eval accuracy at the picked checkpoints."""
-        trace_mean = running_at_checkpoints(self.batch_mean[:, LAYER, unit], momentum, TRACE_EVERY, 0.0)
-        trace_var = running_at_checkpoints(self.unbiased_var[:, LAYER, unit], momentum, TRACE_EVERY, 1.0)
-        running_mean = running_at_checkpoints(self.batch_mean, momentum, self.every, 0.0)[self.picked]
-        running_var = running_at_checkpoints(self.unbiased_var, momentum, self.every, 1.0)[self.picked]
+        trace_mean, trace_var = replay_running_stats(self.batch_mean[:, LAYER, unit], self.batch_var[:, LAYER, unit],
+                                                     self.batch_size, momentum, TRACE_EVERY)
+        running_mean, running_var = (stat[self.picked] for stat in replay_running_stats(
+            self.batch_mean, self.batch_var, self.batch_size, momentum, self.every))
         return trace_mean, trace_var, self.accuracy(running_mean, running_var)
 
 
@@ -111,8 +111,9 @@ def momentum_explorer(result=None, momentum=0.1, unit=0):
     background = {"for": None, "pixels": None}  # the figure without the artists on top, for (unit, accuracy floor)
 
     def draw_background(unit, accuracy_floor):
+        batch_values = (replay.batch_mean, unbiased_variance(replay.batch_var, replay.batch_size))
         for ax, population_line, batch, population, start in zip(
-                axes[:2], population_lines, (replay.batch_mean, replay.unbiased_var), populations, (0.0, 1.0)):
+                axes[:2], population_lines, batch_values, populations, (0.0, 1.0)):
             population_line.set_data(steps[1:], population[:, LAYER, unit])
             # A running average stays between its start and the batch values (of which 1% are clipped).
             low, high = np.percentile(batch[:, LAYER, unit], [0.5, 99.5])
