@@ -20,6 +20,8 @@ import numpy as np
 
 from .validation import check_channel_vector, check_eps, check_input_shape
 
+EPS = 1e-5  # torch's default: keeps 1 / sqrt(var + eps) finite when a channel is constant
+
 
 class Cache(NamedTuple):
     """What the forward pass hands to the backward pass (statistics as per-channel vectors)."""
@@ -48,7 +50,7 @@ def _as_float_array(value, name):
     return array if array.dtype.kind == "f" else array.astype(np.float64)
 
 
-def batch_norm_forward(x, gamma, beta, eps=1e-5):
+def batch_norm_forward(x, gamma, beta, eps=EPS):
     """Normalize each channel of ``x`` with its batch statistics, then scale by gamma and shift by beta.
 
     The statistics are computed in two passes (the mean, then the mean squared deviation from it),

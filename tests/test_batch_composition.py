@@ -7,7 +7,8 @@ import torch
 from bnlib.course.ch07.batch_composition import (class_sorted_test_batches, composition_figure, discriminator_batches,
                                                  gan_discriminator, real_and_fake, sorted_batches, sorted_vs_shuffled,
                                                  statistic_gap, train_eval_gaps)
-from bnlib.course.training import chapter_mlp, mnist, random_batches, train_mlp
+from bnlib.course.ch07.network import chapter_mlp
+from bnlib.course.training import mnist, random_batches, train_mlp
 
 RANDOM_BATCH_GAP = np.sqrt(2 / np.pi / 60)  # E|N(0, 1/m)| at m = 60
 

@@ -11,7 +11,8 @@ from bnlib.course.ch07.landscape import (LANDSCAPE_CONFIG, MAX_LR_CONFIG, NOISY_
                                          distribution_movement, landscape_figure, largest_trainable_lr,
                                          learning_rate_figure, loss_landscape, max_learning_rate, noisy_batch_norm,
                                          noisy_figure, probe_along_gradient)
-from bnlib.course.training import chapter_mlp, mnist
+from bnlib.course.ch07.network import chapter_mlp
+from bnlib.course.training import mnist
 
 VARIANTS = NOISY_CONFIG["variants"]
 

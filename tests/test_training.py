@@ -1,4 +1,4 @@
-"""The shared training loop of chapter 7 and the network it trains."""
+"""The shared training loop and evaluation, and chapter 7's network."""
 
 import numpy as np
 import pytest
@@ -6,8 +6,9 @@ import torch
 from torch import nn
 
 import bnlib
-from bnlib.course.training import (NORMS, accuracy, chapter_mlp, consecutive_batches, mnist, random_batches,
-                                   small_model_settings, train_mlp)
+from bnlib.course.ch07.network import NORMS, chapter_mlp
+from bnlib.course.training import (accuracy, consecutive_batches, evaluate, mnist, random_batches, small_model_settings,
+                                   train_mlp)
 
 
 @pytest.mark.parametrize("norm, layer_type", [("batch", bnlib.BatchNorm1d), ("layer", nn.LayerNorm),
@@ -129,3 +130,18 @@ def test_small_model_settings_use_one_thread_flush_subnormals_and_restore_both_e
             raise RuntimeError("inside")
     assert torch.get_num_threads() == threads
     assert (subnormal * 1.0).item() > 0
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_evaluation_leaves_the_model_in_its_mode_and_its_running_statistics_alone(mode):
+    model = chapter_mlp("batch", seed=5).train(mode == "train")
+    images, labels = torch.randn(64, 784), torch.randint(10, (64,))
+    state = {key: value.clone() for key, value in model.state_dict().items()}
+    loss, correct = evaluate(model, images, labels)
+    assert model.training == (mode == "train")
+    with torch.no_grad():
+        logits = model.eval()(images)
+    assert loss == pytest.approx(nn.functional.cross_entropy(logits, labels).item())
+    assert correct == pytest.approx((logits.argmax(1) == labels).double().mean().item())
+    evaluate(model, images, labels, consecutive_batches(64, 8))  # train mode on a copy
+    assert all(torch.equal(value, model.state_dict()[key]) for key, value in state.items())

@@ -1,16 +1,11 @@
-"""The one small training loop behind chapter 7's experiments, and the network it trains.
+"""The course's one training loop, the batches it draws, and one way to evaluate a model.
 
-Every experiment of the chapter is "train this MLP on these mini-batches with plain SGD, then measure":
-only the normalization layer and the way batches are drawn change. So the batches are an argument:
-a list with one entry per step, each entry a list of index tensors. Usually an entry holds a single
-index tensor (one forward pass); the GAN discriminator case puts two there (all-real, then all-fake),
-which become two forward passes, each normalized with its own batch statistics, and one update on
-the mean of their losses.
-
-The network is the paper's MLP (``bnlib.course.models.paper_mlp``: 784-100-100-100-10) with ReLU units and
-weights drawn from N(0, 0.05^2) (0.05 is about He's sqrt(2 / 784) for the first layer). ReLU rather than
-sigmoid because the chapter compares batch norm with LayerNorm and GroupNorm, and with sigmoid units
-those train poorly in short runs, which would muddle the comparison.
+Most experiments of the course are "train this MLP on these mini-batches with plain SGD, then measure":
+only the network and the way batches are drawn change. So the batches are an argument: a list with
+one entry per step, each entry a list of index tensors. Usually an entry holds a single index tensor
+(one forward pass); chapter 7's GAN discriminator puts two there (all-real, then all-fake), which become
+two forward passes, each normalized with its own batch statistics, and one update on the mean of their
+losses. Small networks train on one thread (``small_model_settings``).
 """
 
 import contextlib
@@ -22,39 +17,6 @@ import torch
 from torch import nn
 
 from bnlib.course.data import load_mnist
-from bnlib.course.models import paper_mlp
-from bnlib.layers import BatchNorm1d
-
-INIT_STD = 0.05
-GROUPS = 10  # GroupNorm: 100 units in 10 groups of 10
-
-NORMS = {
-    "none": None,
-    "batch": BatchNorm1d,                            # statistics over the batch, per unit
-    "layer": nn.LayerNorm,                           # over the units, per example
-    "group": lambda units: nn.GroupNorm(GROUPS, units),  # over each group of units, per example
-}
-
-
-def chapter_mlp(norm="batch", init_std=INIT_STD, seed=0, **kwargs):
-    """``paper_mlp`` with ReLU units and the hidden-layer normalization ``norm``.
-
-    ``norm`` is a key of ``NORMS`` or a callable ``units -> module`` (e.g. a noisy batch norm);
-    the weights are drawn from the torch generator seeded with ``seed``.
-    """
-    make_norm = NORMS[norm] if isinstance(norm, str) and norm in NORMS else norm
-    if not callable(make_norm) and make_norm is not None:
-        raise ValueError(f"norm must be one of {sorted(NORMS)} or a callable units -> module, got {norm!r}")
-    torch.manual_seed(seed)
-    model = paper_mlp(batch_norm=make_norm is not None, init_std=init_std, **kwargs)
-    layers = []
-    for layer in model:
-        if isinstance(layer, nn.Sigmoid):
-            layer = nn.ReLU()
-        elif isinstance(layer, BatchNorm1d):
-            layer = make_norm(layer.num_features)
-        layers.append(layer)
-    return nn.Sequential(*layers)
 
 
 @lru_cache(maxsize=2)
@@ -122,19 +84,28 @@ def train_mlp(model, images, labels, batches, lr, on_checkpoint=None, checkpoint
 
 
 @torch.no_grad()
-def accuracy(model, images, labels, batches=None):
-    """Fraction classified correctly. Eval mode (running statistics) when ``batches`` is None; else
-    train mode, each index tensor of ``batches`` one forward pass normalized with its own statistics
-    (on a copy of the model, so the running statistics stay untouched)."""
+def evaluate(model, images, labels, batches=None):
+    """``(mean cross-entropy, fraction classified correctly)``; the model's mode is left as it was.
+
+    Eval mode (running statistics) when ``batches`` is None. Else train mode, each index tensor of
+    ``batches`` one forward pass normalized with its own statistics, as if ``model.eval()`` were
+    forgotten (on a copy of the model, so its running statistics stay untouched).
+    """
     if batches is None:
         was_training = model.training
-        model.eval()
-        correct = (model(images).argmax(1) == labels).float().mean().item()
+        logits = model.eval()(images)
         model.train(was_training)
-        return correct
+        return nn.functional.cross_entropy(logits, labels).item(), (logits.argmax(1) == labels).float().mean().item()
     twin = copy.deepcopy(model).train()
-    hits = sum((twin(images[g]).argmax(1) == labels[g]).sum().item() for g in batches)
-    return hits / sum(len(g) for g in batches)
+    logits = [twin(images[g]) for g in batches]
+    seen = torch.cat([labels[g] for g in batches])
+    logits = torch.cat(logits)
+    return nn.functional.cross_entropy(logits, seen).item(), (logits.argmax(1) == seen).double().mean().item()
+
+
+def accuracy(model, images, labels, batches=None):
+    """The fraction classified correctly, as ``evaluate`` measures it."""
+    return evaluate(model, images, labels, batches)[1]
 
 
 def consecutive_batches(n, batch_size):

@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from bnlib.course.cache import cached
-from bnlib.course.training import mnist, random_batches, train_mlp
+from bnlib.course.training import evaluate, mnist, random_batches, train_mlp
 from bnlib.layers import BatchNorm1d
 
 PLACEMENTS = ("before", "after")
@@ -35,15 +35,6 @@ def placement_mlp(placement, activation, hidden=CONFIG["hidden"], inputs=784, cl
         layers += [linear, *(pair if placement == "before" else pair[::-1])]
         width = units
     return nn.Sequential(*layers, nn.Linear(width, classes))
-
-
-def evaluate(model, images, labels):
-    """Test loss and accuracy in eval mode (BN uses its running statistics)."""
-    model.eval()
-    with torch.no_grad():
-        logits = model(images)
-    model.train()
-    return nn.functional.cross_entropy(logits, labels).item(), (logits.argmax(1) == labels).float().mean().item()
 
 
 def train_one(placement, activation, seed, train, test, config):

@@ -31,10 +31,10 @@ from torch import nn
 
 from bnlib.course.models import paper_mlp
 from bnlib.functional import bn_backward_tensor, bn_forward_tensor
+from bnlib.normalization import EPS
 
 WIDTHS = (784, 100, 100, 100, 10)
 NETWORKS = ("baseline", "batch norm")
-EPS = 1e-5
 
 
 def parameter_views(flat, widths=WIDTHS):

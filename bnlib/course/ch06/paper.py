@@ -31,8 +31,9 @@ import torch
 
 from bnlib.course import drift
 from bnlib.course.cache import cached
-from bnlib.course.ch06.fast_trainer import EPS, NETWORKS, WIDTHS, parameter_views, train_two_networks
+from bnlib.course.ch06.fast_trainer import NETWORKS, WIDTHS, parameter_views, train_two_networks
 from bnlib.course.training import small_model_settings
+from bnlib.normalization import EPS
 from bnlib.running_stats import replay_running_stats
 
 PAPER = {"steps": 50_000, "batch_size": 60, "lr": 0.5, "init_std": 0.01, "seed": 0, "checkpoints": 100}

@@ -27,7 +27,8 @@ from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
 from bnlib.course.cache import cached
-from bnlib.course.training import accuracy, chapter_mlp, consecutive_batches, mnist, random_batches, train_mlp
+from bnlib.course.ch07.network import chapter_mlp
+from bnlib.course.training import accuracy, consecutive_batches, mnist, random_batches, train_mlp
 
 SORTED_CONFIG = {"steps": 1000, "batch_size": 60, "lr": 0.1, "seed": 0}
 GAN_CONFIG = {"steps": 600, "half_batch": 32, "lr": 0.1, "seed": 0, "train_per_kind": 8000,

@@ -28,7 +28,8 @@ from torch.nn.utils import parameters_to_vector, vector_to_parameters
 from tqdm.auto import tqdm
 
 from bnlib.course.cache import cached
-from bnlib.course.training import accuracy, chapter_mlp, mnist, random_batches, train_mlp
+from bnlib.course.ch07.network import chapter_mlp
+from bnlib.course.training import accuracy, mnist, random_batches, train_mlp
 from bnlib.layers import BatchNorm1d
 
 NOISY_CONFIG = {"variants": ("none", "batch", "noisy batch"), "steps": 1500, "batch_size": 60, "lr": 0.1,

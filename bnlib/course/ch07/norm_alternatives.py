@@ -23,9 +23,10 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from torch import nn
 
-from bnlib.course.ch07.small_batches import EPS, SWEEP_CONFIG, batch_size_sweep
-from bnlib.course.training import GROUPS
+from bnlib.course.ch07.network import GROUPS
+from bnlib.course.ch07.small_batches import SWEEP_CONFIG, batch_size_sweep
 from bnlib.functional import batch_norm_train
+from bnlib.normalization import EPS
 
 STATISTIC_AXIS = {"batch": 0, "layer": 1, "group": 2}  # of h (N, C), or of h as (N, G, C/G) for group
 AXES = tuple(STATISTIC_AXIS)

@@ -24,7 +24,9 @@ from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
 from bnlib.course.cache import cached
-from bnlib.course.training import accuracy, chapter_mlp, consecutive_batches, mnist, random_batches, train_mlp
+from bnlib.course.ch07.network import chapter_mlp
+from bnlib.course.training import accuracy, consecutive_batches, mnist, random_batches, train_mlp
+from bnlib.normalization import EPS
 
 ACTIVATIONS_CONFIG = {"norm": "batch", "steps": 500, "batch_size": 60, "lr": 0.1, "seed": 0,
                       "examples": 10_000, "layer": 4}
@@ -32,7 +34,6 @@ NOISE_BATCH_SIZES = (2, 4, 8, 16, 32, 64, 128, 256)
 NOISE_UNITS = tuple(range(0, 100, 5))
 SWEEP_CONFIG = {"norms": ("batch", "layer", "group"), "batch_sizes": (2, 4, 8, 32), "examples": 6000,
                 "base_lr": 0.5, "base_batch": 32, "seed": 0, "train_mode_test_examples": 2000}
-EPS = 1e-5
 
 
 def unit_activations(config=ACTIVATIONS_CONFIG):

@@ -1,6 +1,5 @@
 """Exercises of notebook 02 (internal covariate shift)."""
 
-import numpy as np
 import torch
 
 from bnlib.course import drift
