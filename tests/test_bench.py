@@ -7,6 +7,9 @@ import pytest
 import torch
 
 from bnlib import bench
+from bnlib.bench import layers
+from bnlib.bench.__main__ import main
+from bnlib.course import data
 
 
 @pytest.fixture
@@ -24,24 +27,24 @@ def quick_benchmarks(monkeypatch):
 
 
 def test_json_output_is_one_object_with_every_key(quick_benchmarks, capsys):
-    assert bench.main(["--json"]) == 0
+    assert main(["--json"]) == 0
     assert json.loads(capsys.readouterr().out) == {"first": 1.5, "second": 0.25}
 
 
 def test_json_output_holds_only_the_keys_asked_for(quick_benchmarks, capsys):
-    bench.main(["--json", "second"])
+    main(["--json", "second"])
     assert json.loads(capsys.readouterr().out) == {"second": 0.25}
 
 
 def test_table_names_each_benchmark(quick_benchmarks, capsys):
-    bench.main([])
+    main([])
     lines = capsys.readouterr().out.splitlines()
     assert [line.split() for line in lines] == [["first", "1.5", "the", "first"], ["second", "0.25", "the", "second"]]
 
 
 def test_unknown_key_is_refused_with_the_known_ones(quick_benchmarks, capsys):
     with pytest.raises(SystemExit):
-        bench.main(["--json", "third"])
+        main(["--json", "third"])
     assert "unknown benchmark(s): third; known: first, second" in capsys.readouterr().err
 
 
@@ -53,5 +56,17 @@ def test_every_benchmark_is_documented():
 def test_ratio_is_a_positive_finite_number():
     """A small run of the real measurement (its value depends on the machine: not asserted)."""
     torch.manual_seed(0)
-    ratio = bench.fwd_bwd_ratio(bench.BatchNorm1d, torch.nn.BatchNorm1d, (16, 4), repeats=3, number=2)
+    ratio = layers.fwd_bwd_ratio(layers.BatchNorm1d, torch.nn.BatchNorm1d, (16, 4), repeats=3, number=2)
     assert math.isfinite(ratio) and ratio > 0
+
+
+def test_without_mnist_the_layer_benchmarks_still_run_and_the_mnist_ones_say_why_they_skip(monkeypatch, capsys):
+    def needs_mnist():
+        """needs MNIST"""
+        raise data.MNISTUnavailable("the MNIST folder /nowhere does not exist")
+
+    monkeypatch.setattr(bench, "BENCHMARKS", {"layers": lambda: 1.25, "paper": needs_mnist})
+    assert main(["--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out) == {"layers": 1.25}
+    assert "skipped paper: it needs MNIST" in captured.err

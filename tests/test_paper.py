@@ -99,13 +99,14 @@ def tiny_data(n=300, seed=0):
     return images, torch.randint(0, 10, (n,), generator=generator)
 
 
-def naive_models(init_std, seed, torch_batch_norm):
-    """The paper's networks as ``paper_mlp``, from the trainer's initial weights; optionally torch's own BN."""
-    models = fast_trainer.to_torch_models(fast_trainer.initial_parameters(init_std, seed, torch.float64))
+def naive_model(batch_norm, init_std, seed, torch_batch_norm=False):
+    """The network as ``paper_mlp``, from the trainer's initial weights; optionally with torch's own BN."""
+    model = fast_trainer.to_torch_model(fast_trainer.initial_parameters(batch_norm, init_std, seed, torch.float64),
+                                        batch_norm)
     if torch_batch_norm:
-        models[1] = nn.Sequential(*[nn.BatchNorm1d(100, dtype=torch.float64) if isinstance(m, bnlib.BatchNorm1d)
-                                    else m for m in models[1]])
-    return models
+        model = nn.Sequential(*[nn.BatchNorm1d(100, dtype=torch.float64) if isinstance(m, bnlib.BatchNorm1d)
+                                else m for m in model])
+    return model
 
 
 def naive_training(model, images, labels, order, lr):
@@ -120,28 +121,40 @@ def naive_training(model, images, labels, order, lr):
     return history
 
 
-@pytest.mark.parametrize("torch_batch_norm", [False, True], ids=["bnlib-BN", "torch-BN"])
-def test_trainer_follows_autograd_step_by_step_in_float64(torch_batch_norm):
+def train(images, labels, batch_norm, steps, batch_size, seed, checkpoints, lr=0.5, init_std=0.1):
+    return fast_trainer.train_network(images, labels, batch_norm, steps, batch_size, lr, init_std, seed, checkpoints)
+
+
+@pytest.mark.parametrize("batch_norm, torch_batch_norm", [(False, False), (True, False), (True, True)],
+                         ids=["baseline", "bnlib-BN", "torch-BN"])
+def test_trainer_follows_autograd_step_by_step_in_float64(batch_norm, torch_batch_norm):
     images, labels = tiny_data()
     steps, batch_size, lr, init_std, seed = 5, 16, 0.5, 0.1, 3
-    run = fast_trainer.train_two_networks(images, labels, steps, batch_size, lr, init_std, seed, steps,
-                                          progress=False)
+    run = train(images, labels, batch_norm, steps, batch_size, seed, steps, lr, init_std)
     order = fast_trainer.batch_order(len(images), steps, batch_size, seed).view(steps, batch_size)
-    for net, model in enumerate(naive_models(init_std, seed, torch_batch_norm)):
-        history = naive_training(model, images, labels, order, lr)
-        for step, expected in enumerate(history, start=1):
-            ours = fast_trainer.to_torch_models(run["parameters"][step])[net].parameters()
-            for mine, theirs in zip(ours, expected):
-                torch.testing.assert_close(mine, theirs, rtol=1e-10, atol=1e-12)
+    history = naive_training(naive_model(batch_norm, init_std, seed, torch_batch_norm), images, labels, order, lr)
+    for step, expected in enumerate(history, start=1):
+        ours = fast_trainer.to_torch_model(run["parameters"][step], batch_norm).parameters()
+        for mine, theirs in zip(ours, expected):
+            torch.testing.assert_close(mine, theirs, rtol=1e-10, atol=1e-12)
+
+
+def test_both_networks_start_from_the_same_weights_and_see_the_same_batches():
+    start = [fast_trainer.to_torch_model(fast_trainer.initial_parameters(bn, 0.01, 7), bn) for bn in (False, True)]
+    weights = [[m.weight for m in model if isinstance(m, nn.Linear)] for model in start]
+    assert all(torch.equal(a, b) for a, b in zip(*weights))
+    order = fast_trainer.batch_order(1000, 40, 60, 7)
+    assert torch.equal(order, fast_trainer.batch_order(1000, 40, 60, 7))
+    assert sorted(order[:1000].tolist()) == list(range(1000))  # each epoch is a shuffle of every example
 
 
 def test_recorded_batch_statistics_are_those_of_the_bn_layers_inputs():
     images, labels = tiny_data()
     steps, batch_size = 4, 20
-    run = fast_trainer.train_two_networks(images, labels, steps, batch_size, 0.5, 0.1, 1, steps, progress=False)
+    run = train(images, labels, True, steps, batch_size, 1, steps)
     order = fast_trainer.batch_order(len(images), steps, batch_size, 1).view(steps, batch_size)
     for step in range(steps):
-        model = fast_trainer.to_torch_models(run["parameters"][step])[1]
+        model = fast_trainer.to_torch_model(run["parameters"][step], True)
         seen = []  # u W as each BN layer receives it, in training mode on this step's batch
         for norm in (m for m in model if isinstance(m, bnlib.BatchNorm1d)):
             norm.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0].detach()))
@@ -154,42 +167,52 @@ def test_recorded_batch_statistics_are_those_of_the_bn_layers_inputs():
 def test_replayed_running_statistics_equal_a_trained_batchnorm1d():
     images, labels = tiny_data()
     steps, batch_size, momentum = 12, 16, 0.1
-    run = fast_trainer.train_two_networks(images, labels, steps, batch_size, 0.5, 0.1, 2, 4, progress=False)
-    model = naive_models(0.1, 2, torch_batch_norm=False)[1]
+    run = train(images, labels, True, steps, batch_size, 2, 4)
+    model = naive_model(True, 0.1, 2)
     order = fast_trainer.batch_order(len(images), steps, batch_size, 2).view(steps, batch_size)
     naive_training(model, images, labels, order, 0.5)
     norms = [m for m in model if isinstance(m, bnlib.BatchNorm1d)]
     result = {key: value.numpy() for key, value in run.items()}
     result["batch_size"] = np.array(batch_size)
     running_mean, running_var = paper.running_statistics(result, momentum)
-    unbiased = result["batch_var"] * batch_size / (batch_size - 1)
     for layer, norm in enumerate(norms):
         np.testing.assert_allclose(running_mean[-1, layer], norm.running_mean.numpy(), rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(running_var[-1, layer], norm.running_var.numpy(), rtol=1e-9)
-        replayed = bnlib.replay_ema(unbiased[:, layer], momentum, 1.0)
-        np.testing.assert_allclose(replayed[-1], norm.running_var.numpy(), rtol=1e-9)
 
 
-def test_evaluation_equals_torch_eval_mode():
+@pytest.mark.parametrize("batch_norm", [False, True], ids=["baseline", "BN"])
+def test_evaluation_equals_torch_eval_mode(batch_norm):
     images, labels = tiny_data(200)
     steps, batch_size = 10, 20
-    run = fast_trainer.train_two_networks(images, labels, steps, batch_size, 0.5, 0.1, 4, 2, progress=False)
-    result = {key: value.numpy() for key, value in run.items()}
-    result["batch_size"] = np.array(batch_size)
-    accuracy, percentiles = paper.evaluate_checkpoints(result, images, labels, progress=False)
-    running_mean, running_var = paper.running_statistics(result)
-    for c in range(len(result["steps"])):
-        for net, model in enumerate(fast_trainer.to_torch_models(run["parameters"][c])):
-            for layer, norm in enumerate(m for m in model if isinstance(m, bnlib.BatchNorm1d)):
-                norm.running_mean.copy_(torch.as_tensor(running_mean[c, layer]))
-                norm.running_var.copy_(torch.as_tensor(running_var[c, layer]))
-            model.eval()
-            with torch.no_grad():
-                logits = model(images)
-                sigmoid_inputs = model[:-2](images)  # everything up to the last sigmoid
-            assert accuracy[c, net] == pytest.approx((logits.argmax(1) == labels).double().mean().item())
-            expected = np.percentile(sigmoid_inputs.numpy(), (15, 50, 85), axis=0)
-            np.testing.assert_allclose(percentiles[c, net], expected, rtol=1e-9, atol=1e-12)
+    run = {key: value.numpy() for key, value in train(images, labels, batch_norm, steps, batch_size, 4, 2).items()}
+    running = ()
+    if batch_norm:
+        running = paper.running_statistics({**run, "batch_size": np.array(batch_size)})
+    accuracy, percentiles = paper.evaluate_checkpoints(run["parameters"], images, labels, *running)
+    for c in range(len(run["steps"])):
+        model = fast_trainer.to_torch_model(torch.as_tensor(run["parameters"][c]), batch_norm)
+        for layer, norm in enumerate(m for m in model if isinstance(m, bnlib.BatchNorm1d)):
+            norm.running_mean.copy_(torch.as_tensor(running[0][c, layer]))
+            norm.running_var.copy_(torch.as_tensor(running[1][c, layer]))
+        model.eval()
+        with torch.no_grad():
+            logits = model(images)
+            sigmoid_inputs = model[:-2](images)  # everything up to the last sigmoid
+        assert accuracy[c] == pytest.approx((logits.argmax(1) == labels).double().mean().item())
+        expected = np.percentile(sigmoid_inputs.numpy(), (15, 50, 85), axis=0)
+        np.testing.assert_allclose(percentiles[c], expected, rtol=1e-9, atol=1e-12)
+
+
+def test_two_processes_give_the_one_process_result():
+    """The two networks trained in two processes (one each) or one after the other in this one: the same
+    code on one thread each, so the results agree up to floating-point rounding."""
+    config = paper.paper_config(steps=300, checkpoints=3)
+    one = paper.compute_paper_experiment(config, progress=False, workers=1)
+    two = paper.compute_paper_experiment(config, progress=False, workers=2)
+    assert set(one) == set(two)
+    for key in set(one) - {"seconds"}:
+        np.testing.assert_allclose(two[key], one[key], rtol=1e-6, atol=1e-7, err_msg=key)
+    assert one["accuracy"][-1, 1] > 0.5  # 300 steps of real training, not a no-op
 
 
 def test_bad_settings_are_refused_clearly():
@@ -197,11 +220,13 @@ def test_bad_settings_are_refused_clearly():
         paper.paper_config(learning_rate=0.1)
     images, labels = tiny_data(50)
     with pytest.raises(ValueError, match="multiple of checkpoints"):
-        fast_trainer.train_two_networks(images, labels, 10, 8, 0.5, 0.1, 0, 3, progress=False)
+        train(images, labels, True, 10, 8, 0, 3)
     with pytest.raises(ValueError, match="multiple of checkpoints"):
-        fast_trainer.train_two_networks(images, labels, 10, 8, 0.5, 0.1, 0, 0, progress=False)
+        train(images, labels, True, 10, 8, 0, 0)
     with pytest.raises(ValueError, match="at least 2"):
-        fast_trainer.train_two_networks(images, labels, 10, 1, 0.5, 0.1, 0, 2, progress=False)
+        train(images, labels, True, 10, 1, 0, 2)
+    with pytest.raises(ValueError, match="workers must be 1 or 2"):
+        paper.compute_paper_experiment(paper.paper_config(steps=10, checkpoints=1), workers=3)
 
 
 def test_a_corrupt_cached_run_is_recomputed_not_trusted(tmp_path, monkeypatch):

@@ -16,6 +16,7 @@ import os
 import shutil
 import tempfile
 import warnings
+from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -59,12 +60,19 @@ def data_dir():
     return Path(os.environ.get("BNLIB_DATA_DIR", project_root() / "data"))
 
 
-def sha256_of(path):
+@lru_cache(maxsize=64)
+def _sha256_of_version(path, size, modified):
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def sha256_of(path):
+    """The file's SHA-256, computed once per process for each version (size, modification time) of it."""
+    stat = os.stat(path)
+    return _sha256_of_version(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
 
 
 def raw_dir(root=None):
@@ -152,20 +160,28 @@ def prepare_mnist(root=None, source=None):
     return raw
 
 
+def read_idx(path):
+    """An IDX file (MNIST's format) as a uint8 tensor: a big-endian header (zero, zero, type 0x08 for
+    unsigned bytes, the number of dimensions d), d sizes as big-endian int32, then the bytes."""
+    raw = Path(path).read_bytes()
+    if raw[:3] != b"\x00\x00\x08":
+        raise MNISTUnavailable(f"{path} is not an IDX file of unsigned bytes. {HOW_TO_GET_MNIST}")
+    dims = raw[3]
+    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(dims))
+    return torch.frombuffer(bytearray(raw[4 + 4 * dims:]), dtype=torch.uint8).reshape(shape)
+
+
 def load_mnist(train=True, flatten=True, root=None, source=None):
     """MNIST as tensors: float32 images in [0, 1] and int64 labels.
 
     Images are ``(N, 784)`` when ``flatten`` else ``(N, 1, 28, 28)``; N is 60,000 for ``train`` and
-    10,000 for the test set.
+    10,000 for the test set. The files are checked (``prepare_mnist``), then read directly.
     """
-    from torchvision.datasets import MNIST
-
-    root = Path(root or data_dir())
-    prepare_mnist(root, source)
-    dataset = MNIST(root, train=train, download=False)
-    images = dataset.data.to(torch.float32).div_(255.0)
+    raw = prepare_mnist(root, source)
+    prefix = "train" if train else "t10k"
+    images = read_idx(raw / f"{prefix}-images-idx3-ubyte").to(torch.float32).div_(255.0)
     images = images.reshape(len(images), -1) if flatten else images.unsqueeze(1)
-    return images, dataset.targets.to(torch.int64)
+    return images, read_idx(raw / f"{prefix}-labels-idx1-ubyte").to(torch.int64)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """The paper's MNIST experiment (Ioffe & Szegedy 2015, section 4.1 and Figure 1), run and measured.
 
-``run_paper_experiment()`` trains the baseline and the BN network with ``bnlib.course.ch06.fast_trainer`` (about a
-minute for the paper's 50,000 steps), then evaluates both at every checkpoint in inference mode, on all
+``run_paper_experiment()`` trains the baseline and the BN network with ``bnlib.course.ch06.fast_trainer``, in
+two processes (one per core; 1 to 3 minutes for the paper's 50,000 steps, depending on the CPU), then
+evaluates each at every checkpoint in inference mode, on all
 10,000 test images: the test accuracy, and the 15th, 50th and 85th percentiles of each last-hidden-layer
 unit's sigmoid INPUT (Figure 1b, c plot the input, not the sigmoid's output). Results are cached by
 their full configuration.
@@ -31,7 +32,9 @@ import torch
 
 from bnlib.course import drift
 from bnlib.course.cache import cached
-from bnlib.course.ch06.fast_trainer import NETWORKS, WIDTHS, parameter_views, train_two_networks
+from bnlib.course.ch06.fast_trainer import NETWORKS, WIDTHS, parameter_views, train_network
+from bnlib.course.data import load_mnist
+from bnlib.course.parallel import run_in_processes
 from bnlib.course.training import small_model_settings
 from bnlib.normalization import EPS
 from bnlib.running_stats import replay_running_stats
@@ -48,19 +51,17 @@ def running_statistics(result, momentum=EVAL_MOMENTUM):
     return replay_running_stats(result["batch_mean"], result["batch_var"], int(result["batch_size"]), momentum, every)
 
 
-def stack_network(parameters, net):
+def stack_network(parameters, batch_norm):
     """One network's parameters at K checkpoints, stacked for ``torch.bmm``.
 
-    ``parameters`` (K, P) flat; ``net`` 0 (baseline) or 1 (BN). Returns ``weights[l]`` (K, fan_in, fan_out),
-    ``shifts[l]`` (K, 1, fan_out) (biases, or BN's beta in the hidden layers) and, for BN, ``gammas[l]``.
+    ``parameters`` (K, P) flat. Returns ``weights[l]`` (K, fan_in, fan_out), ``shifts[l]`` (K, 1, fan_out)
+    (biases, or BN's beta in the hidden layers) and, for the BN network, ``gammas[l]`` (K, 1, fan_out).
     """
-    views = [parameter_views(flat) for flat in torch.as_tensor(np.asarray(parameters))]
-    layers = range(len(WIDTHS) - 1)
-    network = {"weights": [torch.stack([v[0][layer][net] for v in views]) for layer in layers],
-               "shifts": [torch.stack([v[1][layer][net] for v in views]).unsqueeze(1) for layer in layers]}
-    if net == 1:
-        network["gammas"] = [torch.stack([v[2][layer] for v in views]).unsqueeze(1) for layer in layers[:-1]]
-    return network
+    views = [parameter_views(flat, batch_norm) for flat in torch.as_tensor(np.asarray(parameters))]
+    network = {key: [torch.stack(per_checkpoint).unsqueeze(1) if key != "weights" else torch.stack(per_checkpoint)
+                     for per_checkpoint in zip(*(view[index] for view in views))]
+               for index, key in enumerate(("weights", "shifts", "gammas"))}
+    return network if batch_norm else {key: network[key] for key in ("weights", "shifts")}
 
 
 def inference_layers(network, running_mean=None, running_var=None, eps=EPS):
@@ -90,21 +91,37 @@ def inference_pass(first_products, layers):
     return z, logits
 
 
-def evaluate_checkpoints(result, images, labels, momentum=EVAL_MOMENTUM, progress=True):
-    """Test accuracy (C+1, 2) and percentiles 15/50/85 of the last hidden layer's sigmoid inputs (C+1, 2, 3, 100)."""
-    from tqdm.auto import tqdm
-
-    running_mean, running_var = running_statistics(result, momentum)
+def evaluate_checkpoints(parameters, images, labels, running_mean=None, running_var=None):
+    """One network's test accuracy (C+1,) and the 15/50/85th percentiles of its last hidden layer's sigmoid
+    inputs (C+1, 3, 100), at each of the C+1 checkpoints of ``parameters``, in inference mode. The BN
+    network (given its running statistics at the checkpoints, (C+1, 3, 100) each) normalizes with them."""
+    batch_norm = running_mean is not None
     accuracy, percentiles = [], []
-    for c in tqdm(range(len(result["steps"])), desc="evaluating checkpoints", disable=not progress):
-        both = [inference_layers(stack_network(result["parameters"][c:c + 1], net), running_mean[c:c + 1],
-                                 running_var[c:c + 1]) for net in (0, 1)]
-        stacked = {key: [torch.cat(torch.broadcast_tensors(*pair)) for pair in zip(both[0][key], both[1][key])]
-                   for key in ("weights", "shifts", "centers", "scales")}
-        z, logits = inference_pass(images @ stacked["weights"][0], stacked)
-        accuracy.append((logits.argmax(2) == labels).to(torch.float64).mean(1))
-        percentiles.append(drift.percentiles(z.numpy(), axis=1).transpose(1, 0, 2))  # (2, 3, 100)
-    return torch.stack(accuracy).numpy(), np.stack(percentiles)
+    for c in range(len(parameters)):
+        statistics = (running_mean[c:c + 1], running_var[c:c + 1]) if batch_norm else ()
+        network = inference_layers(stack_network(parameters[c:c + 1], batch_norm), *statistics)
+        z, logits = inference_pass(images @ network["weights"][0], network)
+        accuracy.append((logits[0].argmax(1) == labels).to(torch.float64).mean().item())
+        percentiles.append(drift.percentiles(z[0].numpy()))
+    return np.array(accuracy), np.stack(percentiles)
+
+
+def train_and_evaluate(batch_norm, config, report=None):
+    """One network of the experiment: trained, then evaluated at every checkpoint (one worker's share)."""
+    train_images, train_labels = load_mnist(train=True)
+    test_images, test_labels = load_mnist(train=False)
+    with small_model_settings():
+        run = train_network(train_images, train_labels, batch_norm, config["steps"], config["batch_size"],
+                            config["lr"], config["init_std"], config["seed"], config["checkpoints"], report)
+        run = {key: value.numpy() for key, value in run.items()}
+        running = ()
+        if batch_norm:  # the running statistics at the checkpoints, replayed from every step's batch statistics
+            every = config["steps"] // config["checkpoints"]
+            running = replay_running_stats(run["batch_mean"], run["batch_var"], config["batch_size"],
+                                           config["eval_momentum"], every)
+        run["accuracy"], run["percentiles"] = evaluate_checkpoints(run["parameters"], test_images, test_labels,
+                                                                   *running)
+    return run
 
 
 def paper_config(**overrides):
@@ -115,23 +132,31 @@ def paper_config(**overrides):
     return {**PAPER, **overrides, "eval_momentum": EVAL_MOMENTUM, "eps": EPS, "data": "MNIST"}
 
 
-def compute_paper_experiment(config, progress=True):
-    """Train both networks and evaluate them at the checkpoints, without the cache (see ``run_paper_experiment``)."""
-    from bnlib.course.data import load_mnist
+def compute_paper_experiment(config, progress=True, workers=2):
+    """Train both networks and evaluate them at the checkpoints, without the cache (see ``run_paper_experiment``).
 
-    train_images, train_labels = load_mnist(train=True)
-    test_images, test_labels = load_mnist(train=False)
-    with small_model_settings():
-        start = time.perf_counter()
-        result = train_two_networks(train_images, train_labels, config["steps"], config["batch_size"],
-                                    config["lr"], config["init_std"], config["seed"], config["checkpoints"],
-                                    progress=progress)
-        result = {key: value.numpy() for key, value in result.items()}
-        result["batch_size"] = np.array(config["batch_size"])
-        result["accuracy"], result["percentiles"] = evaluate_checkpoints(result, test_images, test_labels,
-                                                                         progress=progress)
-        result["seconds"] = np.array(time.perf_counter() - start)
-    return result
+    With ``workers=2`` the two networks train in two processes at once, one each; with 1, one after the
+    other in this process. Both run the same code on one thread each, so the results agree up to
+    floating-point rounding (bit for bit on the same machine).
+    """
+    from tqdm.auto import tqdm
+
+    start = time.perf_counter()
+    if workers == 2:
+        runs = run_in_processes([(train_and_evaluate, (batch_norm, config)) for batch_norm in (False, True)],
+                                total=2 * config["steps"], desc="training both networks", progress=progress)
+    elif workers == 1:
+        with tqdm(total=2 * config["steps"], desc="training both networks", disable=not progress) as bar:
+            runs = [train_and_evaluate(batch_norm, config, bar.update) for batch_norm in (False, True)]
+    else:
+        raise ValueError(f"workers must be 1 or 2 (one process per network); got {workers!r}")
+    baseline, batch_norm = runs
+    return {"steps": baseline["steps"], "batch_size": np.array(config["batch_size"]),
+            "accuracy": np.stack([baseline["accuracy"], batch_norm["accuracy"]], axis=1),
+            "percentiles": np.stack([baseline["percentiles"], batch_norm["percentiles"]], axis=1),
+            "baseline_parameters": baseline["parameters"], "bn_parameters": batch_norm["parameters"],
+            "batch_mean": batch_norm["batch_mean"], "batch_var": batch_norm["batch_var"],
+            "seconds": np.array(time.perf_counter() - start)}
 
 
 def run_paper_experiment(progress=True, **overrides):
@@ -139,8 +164,9 @@ def run_paper_experiment(progress=True, **overrides):
 
     ``overrides`` may change ``steps``, ``batch_size``, ``lr``, ``init_std``, ``seed``, ``checkpoints``.
     Returns a dict of numpy arrays: ``steps`` (C+1,), ``accuracy`` (C+1, 2) [baseline, BN],
-    ``percentiles`` (C+1, 2, 3, 100), ``parameters`` (C+1, P), ``batch_mean`` / ``batch_var`` (steps, 3, 100)
-    (biased), ``batch_size``, and ``seconds`` the time it took (training and evaluation).
+    ``percentiles`` (C+1, 2, 3, 100), ``baseline_parameters`` and ``bn_parameters`` (C+1, P) (flat, see
+    ``fast_trainer.parameter_views``), ``batch_mean`` / ``batch_var`` (steps, 3, 100) (biased), ``batch_size``,
+    and ``seconds`` the time it took (training and evaluation, both networks at once).
     """
     config = paper_config(**overrides)
     return cached("paper_mnist", config, lambda: compute_paper_experiment(config, progress))

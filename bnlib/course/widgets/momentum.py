@@ -38,7 +38,7 @@ class MomentumReplay:
         self.batch_mean, self.batch_var = np.asarray(result["batch_mean"]), np.asarray(result["batch_var"])
         self.batch_size = int(result["batch_size"])
         self.picked = np.arange(0, len(self.steps), checkpoint_every)  # the checkpoints evaluated on each draw
-        self.network = stack_network(result["parameters"][self.picked], net=1)
+        self.network = stack_network(result["bn_parameters"][self.picked], batch_norm=True)
         self.first_products = test_images[:test_examples] @ self.network["weights"][0]  # x W_1, per checkpoint
         self.test_labels = test_labels[:test_examples]
         # Algorithm 2 over the batches between consecutive checkpoints: E[mu_B], m/(m-1) E[sigma_B^2].
