@@ -2,18 +2,21 @@
 
 import json
 
+import numpy as np
+
 import pytest
 
 from bnlib import figures
+from bnlib.figures.__main__ import main
 
 
 def test_list_names_every_registered_figure(capsys):
-    assert figures.main(["--list"]) == 0
+    assert main(["--list"]) == 0
     assert capsys.readouterr().out.split() == list(figures.all_figures())
 
 
 def test_a_name_regenerates_that_figure_with_its_numbers(tmp_path):
-    assert figures.main(["bn_forward_stages", "--out", str(tmp_path)]) == 0
+    assert main(["bn_forward_stages", "--out", str(tmp_path)]) == 0
     assert sorted(path.name for path in tmp_path.iterdir()) == ["bn_forward_stages.json", "bn_forward_stages.png"]
     assert (tmp_path / "bn_forward_stages.png").read_bytes().startswith(b"\x89PNG")
     _, data = figures.all_figures()["bn_forward_stages"]()
@@ -22,6 +25,23 @@ def test_a_name_regenerates_that_figure_with_its_numbers(tmp_path):
 
 def test_an_unknown_name_is_refused_with_the_way_to_list(tmp_path, capsys):
     with pytest.raises(SystemExit):
-        figures.main(["no_such_figure", "--out", str(tmp_path)])
+        main(["no_such_figure", "--out", str(tmp_path)])
     assert "--list" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+def test_two_jobs_write_the_same_files_as_one(tmp_path):
+    names = ["bn_forward_stages", "bias_blowup", "bn_scale_invariance"]
+    assert main([*names, "--jobs", "1", "--out", str(tmp_path / "one")]) == 0
+    assert main([*names, "--jobs", "2", "--out", str(tmp_path / "two")]) == 0
+    for name in names:
+        for suffix in (".png", ".json"):
+            one, two = (tmp_path / folder / f"{name}{suffix}" for folder in ("one", "two"))
+            assert one.read_bytes() == two.read_bytes(), f"{name}{suffix}"
+
+
+def test_numbers_are_written_to_six_significant_digits():
+    written = figures.to_json({"a": np.array([1 / 3, 2e-9 / 3]), "b": (7, np.float32(0.1), float("nan"))})
+    assert written["a"] == [0.333333, 6.66667e-10]
+    assert written["b"][:2] == [7, 0.1] and isinstance(written["b"][0], int)
+    assert np.isnan(written["b"][2])
