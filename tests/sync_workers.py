@@ -11,6 +11,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from bnlib.bench.sync import paired_step_ratios
 from bnlib.functional import reduce_dims
 from bnlib.sync import SyncBatchNorm, convert_sync_batchnorm
 
@@ -114,7 +115,8 @@ def fail_on_last_rank(rank, world_size, seconds):
 
 
 def all_checks(rank, world_size, cases, ddp_data):
-    """One spawned run for many tests: ``train_layers``, ``error_messages``, and ``ddp_training`` on
-    ``ddp_data[dtype] = (batches, labels)`` for each dtype."""
+    """One spawned run for many tests: ``train_layers``, ``error_messages``, ``ddp_training`` on
+    ``ddp_data[dtype] = (batches, labels)`` for each dtype, and two repeats of the overhead benchmark."""
     return {"layers": train_layers(rank, world_size, cases), "errors": error_messages(rank, world_size),
-            "ddp": {dtype: ddp_training(rank, world_size, *data) for dtype, data in ddp_data.items()}}
+            "ddp": {dtype: ddp_training(rank, world_size, *data) for dtype, data in ddp_data.items()},
+            "bench": paired_step_ratios(rank, world_size, repeats=2, number=1)}

@@ -9,6 +9,7 @@ gradient has dx = 0, which many wrong backward passes would match).
 """
 
 import inspect
+import math
 import time
 
 import pytest
@@ -180,6 +181,13 @@ def test_ddp_training_with_sync_batch_norm_gives_the_weights_of_one_process(rank
             assert list(state) == list(expected)
             difference = max((state[k].double() - v.double()).abs().max().item() for k, v in expected.items())
             assert difference < tolerance, (world_size, dtype, difference)
+
+
+def test_the_overhead_benchmark_measures_positive_ratios(ranks):
+    """A tiny run of ``syncbn_overhead_2proc``'s measurement (its value depends on the machine)."""
+    _, results = ranks
+    for rank in results:
+        assert len(rank["bench"]) == 2 and all(math.isfinite(r) and r > 0 for r in rank["bench"])
 
 
 def test_a_failing_rank_makes_the_others_fail_within_their_timeout_not_hang():

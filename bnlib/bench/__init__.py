@@ -15,6 +15,7 @@ import torch
 
 from bnlib.layers import BatchNorm1d, BatchNorm2d
 from bnlib.bench.paper import paper_full_seconds, paper_step_speedup_vs_naive
+from bnlib.bench.sync import syncbn_overhead_2proc
 
 
 def seconds_per_call(call, number):
@@ -59,6 +60,7 @@ BENCHMARKS = {
     "bn_fwd_bwd_ratio_1d": bn_fwd_bwd_ratio_1d,
     "paper_full_seconds": paper_full_seconds,
     "paper_step_speedup_vs_naive": paper_step_speedup_vs_naive,
+    "syncbn_overhead_2proc": syncbn_overhead_2proc,
 }
 
 
