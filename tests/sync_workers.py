@@ -78,6 +78,14 @@ def error_messages(rank, world_size):
     return messages
 
 
+def in_pairs(rank, world_size, batches):
+    """Ranks paired up (0 and 1, 2 and 3, ...), each pair a process group of its own: pair p normalizes
+    ``batches[p]``, half on each rank. This rank's output."""
+    groups = [dist.new_group([first, first + 1]) for first in range(0, world_size, 2)]  # every rank makes all
+    layer = SyncBatchNorm(batches.shape[-1], dtype=batches.dtype, process_group=groups[rank // 2])
+    return layer(batches[rank // 2].chunk(2)[rank % 2]).detach()
+
+
 def small_model(dtype):
     """A conv net with torch's and bnlib's batch norm layers, deterministic weights."""
     from bnlib import BatchNorm2d
@@ -114,9 +122,10 @@ def fail_on_last_rank(rank, world_size, seconds):
     return SyncBatchNorm(3)(torch.randn(4, 3))
 
 
-def all_checks(rank, world_size, cases, ddp_data):
-    """One spawned run for many tests: ``train_layers``, ``error_messages``, ``ddp_training`` on
-    ``ddp_data[dtype] = (batches, labels)`` for each dtype, and two repeats of the overhead benchmark."""
+def all_checks(rank, world_size, cases, pair_batches, ddp_data):
+    """One spawned run for many tests: ``train_layers``, ``error_messages``, ``in_pairs``, ``ddp_training``
+    on ``ddp_data[dtype] = (batches, labels)`` for each dtype, and two repeats of the overhead benchmark."""
     return {"layers": train_layers(rank, world_size, cases), "errors": error_messages(rank, world_size),
+            "pairs": in_pairs(rank, world_size, pair_batches),
             "ddp": {dtype: ddp_training(rank, world_size, *data) for dtype, data in ddp_data.items()},
             "bench": paired_step_ratios(rank, world_size, repeats=2, number=1)}

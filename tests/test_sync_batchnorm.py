@@ -103,6 +103,7 @@ CASES = {
                   spread=1e-2, naive=True)],
 }
 FLOAT32_CASE = {2: 4, 4: 3}  # the float32 case's index
+PAIR_BATCHES = torch.randn(2, 6, 3, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
 DDP_STEPS = 5
 
 
@@ -117,7 +118,7 @@ def ddp_batches(dtype):
 def ranks(request):
     """One run of ``sync_workers.all_checks`` on 2 or 4 processes: (world size, every rank's results)."""
     world_size = request.param
-    return world_size, run_on_ranks(sync_workers.all_checks, world_size, CASES[world_size],
+    return world_size, run_on_ranks(sync_workers.all_checks, world_size, CASES[world_size], PAIR_BATCHES,
                                     {dtype: ddp_batches(dtype) for dtype in (torch.float64, torch.float32)},
                                     timeout=60)
 
@@ -156,6 +157,15 @@ def test_float32_at_a_large_offset_is_as_precise_as_one_process_and_a_naive_merg
     sync_relative = ((sync_var - true_var).abs() / true_var).max().item()
     naive_relative = ((naive_var - true_var).abs() / true_var).max().item()
     assert sync_relative < 1e-6 and naive_relative > 1e3, (sync_relative, naive_relative)
+
+
+def test_each_process_group_normalizes_its_own_batch(ranks):
+    """With ranks paired into groups, each pair's outputs are batch norm of that pair's batch alone."""
+    world_size, results = ranks
+    for pair in range(world_size // 2):
+        expected = BatchNorm1d(3, dtype=torch.float64)(PAIR_BATCHES[pair])
+        found = torch.cat([results[2 * pair]["pairs"], results[2 * pair + 1]["pairs"]])
+        torch.testing.assert_close(found, expected, rtol=1e-12, atol=1e-12)
 
 
 def test_bad_input_is_the_same_clear_error_on_every_rank(ranks):
