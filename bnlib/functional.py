@@ -49,12 +49,22 @@ def bn_forward_tensor(x, weight, bias, eps):
     x_centered = x - per_channel(mean, x)                              # x - mu
     out = torch.mul(x_centered, x_centered)                             # scratch: (x - mu)^2
     var = out.mean(dims)                                                # var = 1/m sum (x - mu)^2
+    return bn_normalize_tensor(x_centered, mean, var, weight, bias, eps, out=out)
+
+
+def bn_normalize_tensor(x_centered, mean, var, weight, bias, eps, out=None):
+    """The last step of ``bn_forward_tensor``, given x - mu and the statistics: ``(out, saved)``.
+
+    For callers whose statistics come from elsewhere (the running averages, or the global statistics
+    of ``bnlib.SyncBatchNorm``). ``out`` may be a full-size buffer to write into; None makes a new one.
+    """
     inv_std = (var + eps).rsqrt_()                                      # (var + eps)^(-1/2)
     scale = inv_std if weight is None else inv_std * weight             # gamma inv_std
     if bias is None:
-        torch.mul(x_centered, per_channel(scale, x), out=out)          # (x - mu) scale
+        out = torch.mul(x_centered, per_channel(scale, x_centered), out=out)  # (x - mu) scale
     else:
-        torch.addcmul(per_channel(bias, x), x_centered, per_channel(scale, x), out=out)  # beta + (x - mu) scale
+        out = torch.addcmul(per_channel(bias, x_centered), x_centered, per_channel(scale, x_centered),
+                            out=out)                                    # beta + (x - mu) scale
     return out, Saved(x_centered, inv_std, scale, weight, mean, var)
 
 
@@ -66,17 +76,36 @@ def bn_backward_tensor(dout, saved):
     dx = (k dy - k dbeta/m) - (x - mu) k inv_std dgamma/m: two fused passes after the reductions, all
     in one new buffer (which first holds the products dy (x - mu)). ``dgamma`` is None without weight.
     """
-    x_centered, inv_std, k = saved.x_centered, saved.inv_std, saved.scale
-    dims = reduce_dims(dout)
+    dbeta, dgamma, products = bn_backward_sums(dout, saved)
     m = dout.numel() // dout.shape[1]                                   # values per channel
+    dx = bn_backward_dx(dout, saved, dbeta, dgamma, m, out=products)
+    return dx, None if saved.weight is None else dgamma, dbeta
+
+
+def bn_backward_sums(dout, saved):
+    """The two per-channel sums the backward needs, and a full-size buffer free for ``bn_backward_dx``.
+
+    Returns ``(dbeta, dgamma, products)``: dbeta = sum dy, dgamma = sum dy x_hat, and the buffer that
+    held the products dy (x - mu) on the way.
+    """
+    dims = reduce_dims(dout)
     dbeta = dout.sum(dims)                                              # sum_i dy_i
-    dx = torch.mul(dout, x_centered)                                    # scratch: dy_i (x_i - mu)
-    dgamma = dx.sum(dims).mul_(inv_std)                                 # sum_i dy_i x_hat_i
+    products = torch.mul(dout, saved.x_centered)                        # dy_i (x_i - mu)
+    dgamma = products.sum(dims).mul_(saved.inv_std)                     # sum_i dy_i x_hat_i
+    return dbeta, dgamma, products
+
+
+def bn_backward_dx(dout, saved, dbeta, dgamma, m, out=None):
+    """dx = k (dy - dbeta/m - x_hat dgamma/m) from the per-channel sums over m values; into ``out`` if given.
+
+    The sums and m may cover more values than ``dout`` holds: ``bnlib.SyncBatchNorm`` passes the sums
+    over every process's shard and the global m.
+    """
+    x_centered, inv_std, k = saved.x_centered, saved.inv_std, saved.scale
     variance_coefficient = torch.mul(dgamma, inv_std).mul_(k)           # k inv_std dgamma: the variance path
     mean_path = torch.mul(k, dbeta).mul_(-1 / m)                        # -k dbeta/m: the mean path
-    torch.addcmul(per_channel(mean_path, dout), dout, per_channel(k, dout), out=dx)  # k dy - k dbeta/m
-    dx.addcmul_(x_centered, per_channel(variance_coefficient, dout), value=-1 / m)  # - k x_hat dgamma/m
-    return dx, None if saved.weight is None else dgamma, dbeta
+    dx = torch.addcmul(per_channel(mean_path, dout), dout, per_channel(k, dout), out=out)  # k dy - k dbeta/m
+    return dx.addcmul_(x_centered, per_channel(variance_coefficient, dout), value=-1 / m)  # - k x_hat dgamma/m
 
 
 class BatchNormFunction(torch.autograd.Function):
