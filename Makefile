@@ -4,13 +4,16 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: figures test lab app html data setup setup-test
+.PHONY: figures test test-fast lab app html data setup setup-test
 
 figures: data
 	$(PY) -m bnlib.figures
 
 test: setup-test data
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadgroup
+
+test-fast: setup-test
+	$(PY) -m pytest -n 2 -m "not slow"
 
 lab: data
 	$(VENV)/bin/jupyter lab --ServerApp.root_dir=. notebooks/01_input_normalization.ipynb

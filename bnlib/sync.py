@@ -22,25 +22,17 @@ starts from exact shard statistics and the result is rounded to float32 once, at
 Eval mode normalizes with the running statistics and exchanges nothing.
 """
 
-import io
 import math
-import multiprocessing
-import queue
-import socket
-import time
-import traceback
-from datetime import timedelta
 
 import torch
 import torch.distributed as dist
 from torch.autograd.function import once_differentiable
 
-from .functional import (Saved, batch_norm_train, bn_backward_dx, bn_backward_sums, bn_normalize_tensor,
-                         per_channel, reduce_dims)
+from .functional import (Saved, batch_norm_train, bn_backward_dx, bn_backward_sums, bn_normalize_tensor, per_channel,
+                         reduce_dims)
 from .layers import BatchNorm1d, BatchNorm2d
 from .running_stats import ema_update
-from .validation import (SINGLE_VALUE, check_dtype, check_eps, check_input_shape, check_momentum,
-                         check_num_features)
+from .validation import SINGLE_VALUE, check_dtype, check_eps, check_input_shape, check_momentum, check_num_features
 
 
 def chan_merge(counts, stats):
@@ -161,8 +153,8 @@ class SyncBatchNorm(torch.nn.modules.batchnorm._BatchNorm):
             raise RuntimeError(
                 f"{type(self).__name__} in training mode exchanges batch statistics between processes, but "
                 f"no process group is initialized: call torch.distributed.init_process_group (backend "
-                f"'gloo' on CPUs, 'nccl' on GPUs) in every process first (bnlib.sync.run_on_ranks does it "
-                f"for you). Eval mode (model.eval()) needs no process group, nor does bnlib.BatchNorm1d/2d.")
+                f"'gloo' on CPUs, 'nccl' on GPUs) in every process first. Eval mode (model.eval()) needs no "
+                f"process group, nor does bnlib.BatchNorm1d/2d.")
         return self.process_group or dist.group.WORLD
 
     def _gather_counts(self, x, group):
@@ -203,72 +195,3 @@ def convert_sync_batchnorm(module, process_group=None):
     for name, child in module.named_children():
         module.add_module(name, convert_sync_batchnorm(child, process_group))
     return module
-
-
-def run_on_ranks(fn, world_size, *args, backend="gloo", timeout=60.0):
-    """``[fn(rank, world_size, *args) for rank in range(world_size)]``, each in a fresh process, together.
-
-    For trying distributed code on one machine (tests, the course): every process joins one ``backend``
-    process group on 127.0.0.1 (a free port), whose collectives give up after ``timeout`` seconds, then
-    runs ``fn`` and sends back its result (anything ``torch.save`` can write, e.g. CPU tensors). ``fn``
-    must live in an importable module, not in a notebook or the script being run: the processes are
-    started with the 'spawn' method and import it by name. If a rank raises, the others get ``timeout``
-    seconds more to finish or fail, then are killed, and a RuntimeError gives every failed rank's traceback.
-    """
-    if getattr(fn, "__module__", None) == "__main__":
-        raise ValueError(f"run_on_ranks needs a function from an importable module (a .py file you import): "
-                         f"the new processes import it by name, and {fn.__qualname__} is defined in __main__ "
-                         f"(a notebook, or the script being run)")
-    with socket.socket() as probe:  # a free port: let the system pick one
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    context = multiprocessing.get_context("spawn")
-    answers = context.Queue()
-    processes = [context.Process(target=_run_rank,
-                                 args=(fn, rank, world_size, args, backend, port, timeout, answers))
-                 for rank in range(world_size)]
-    for process in processes:
-        process.start()
-    results, failures, deadline = {}, {}, math.inf
-    try:
-        while len(results) + len(failures) < world_size and time.monotonic() < deadline:
-            try:
-                rank, failure, payload = answers.get(timeout=1.0)
-                if failure is None:
-                    results[rank] = torch.load(io.BytesIO(payload), weights_only=False)
-                else:
-                    failures[rank] = failure
-            except queue.Empty:  # a rank that died without answering (killed, crashed) is a failure too
-                failures.update({rank: f"exited with code {process.exitcode} without an answer"
-                                 for rank, process in enumerate(processes)
-                                 if process.exitcode not in (None, 0) and rank not in results | failures})
-            if failures and deadline == math.inf:  # the others may be waiting on the failed rank
-                deadline = time.monotonic() + timeout + 5.0
-    finally:
-        for process in processes:
-            process.join(timeout=5.0)
-            if process.is_alive():
-                process.kill()
-                process.join()
-    missing = set(range(world_size)) - set(results) - set(failures)
-    failures.update({rank: f"no result within {timeout} s of another rank's failure" for rank in missing})
-    if failures:
-        raise RuntimeError("".join(f"\nrank {rank} of {world_size} failed: {failures[rank]}"
-                                   for rank in sorted(failures)))
-    return [results[rank] for rank in range(world_size)]
-
-
-def _run_rank(fn, rank, world_size, args, backend, port, timeout, answers):
-    """One process of ``run_on_ranks``: join the group, run ``fn``, answer (rank, None, result bytes) or
-    (rank, traceback, None), leave the group."""
-    try:
-        dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank,
-                                world_size=world_size, timeout=timedelta(seconds=timeout))
-        payload = io.BytesIO()
-        torch.save(fn(rank, world_size, *args), payload)
-        answers.put((rank, None, payload.getvalue()))
-    except Exception:
-        answers.put((rank, traceback.format_exc(), None))
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()

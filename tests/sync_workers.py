@@ -1,6 +1,6 @@
 """What each rank runs in tests/test_sync_batchnorm.py (spawned processes import their work by name).
 
-Every function has the signature ``fn(rank, world_size, ...)`` of ``bnlib.sync.run_on_ranks`` and returns
+Every function has the signature ``fn(rank, world_size, ...)`` of ``bnlib.course.parallel.run_on_ranks`` and returns
 CPU tensors and strings for the test process to compare with single-process batch norm.
 """
 

@@ -2,7 +2,7 @@
 whole batch with bnlib.BatchNorm1d/2d: outputs, input and parameter gradients, running statistics, and
 the weights after a few steps of DDP training.
 
-The processes (gloo on 127.0.0.1, started by ``bnlib.sync.run_on_ranks``; what they run is in
+The processes (gloo on 127.0.0.1, started by ``bnlib.course.parallel.run_on_ranks``; what they run is in
 ``sync_workers.py``) take a few seconds to start, so one run per world size does many checks and the
 tests below share it through a module fixture. Upstream gradients are random (an all-ones upstream
 gradient has dx = 0, which many wrong backward passes would match).
@@ -13,13 +13,14 @@ import math
 import time
 
 import pytest
+import sync_workers
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import sync_workers
 from bnlib import BatchNorm1d, BatchNorm2d, SyncBatchNorm, convert_sync_batchnorm
-from bnlib.sync import chan_merge, run_on_ranks
+from bnlib.course.parallel import run_on_ranks
+from bnlib.sync import chan_merge
 
 pytestmark = pytest.mark.timeout(120)  # each spawned run has timeouts of its own; this is the backstop
 
@@ -218,7 +219,7 @@ def test_run_on_ranks_refuses_a_function_it_could_not_import():
         return rank
 
     work.__module__ = "__main__"  # as if defined in a notebook
-    with pytest.raises(ValueError, match="needs a function from an importable module"):
+    with pytest.raises(ValueError, match="must be a function from an importable module"):
         run_on_ranks(work, 2)
 
 

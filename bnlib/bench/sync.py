@@ -16,8 +16,9 @@ import torch
 from torch import nn
 
 from bnlib.course.models import paper_mlp
+from bnlib.course.parallel import run_on_ranks
 from bnlib.course.training import small_model_settings
-from bnlib.sync import convert_sync_batchnorm, run_on_ranks
+from bnlib.sync import convert_sync_batchnorm
 
 
 def ddp_training_step(model, images, labels):

@@ -1,25 +1,99 @@
-"""Run independent computations in separate processes, one per core, with one progress bar in the notebook.
+"""Run work in separate processes: independent tasks one per core, or the ranks of a process group.
 
-Small networks train fastest on one thread each (``training.small_model_settings``), so two independent
-computations, such as the two networks of the paper's experiment, use both cores by running in two
-processes. Each task is ``(function, args)``; the function is called as ``function(*args, report)`` in a
-fresh process ("spawn": no thread pool state inherited from the parent), where ``report(n)`` adds ``n``
-to the shared progress bar drawn by the parent (a notebook shows it under the cell). The functions must
-live in an importable module, never in a notebook cell. An error in a worker is raised in the parent with
-the worker's traceback.
+``run_in_processes`` runs independent computations, such as the two networks of the paper's experiment,
+one per core: small networks train fastest on one thread each (``training.small_model_settings``), so two
+of them use both cores in two processes. Each task ``(function, args)`` is called as
+``function(*args, report)``, where ``report(n)`` adds n steps to one progress bar drawn by the parent (a
+notebook shows it under the cell).
+
+``run_on_ranks`` runs ``fn(rank, world_size, *args)`` in ``world_size`` processes that first join one
+``torch.distributed`` process group on 127.0.0.1: distributed training on one machine (chapter 9, the
+tests of ``bnlib.SyncBatchNorm``). Its collectives give up after ``timeout`` seconds, so a failed rank
+makes the others fail instead of hang.
+
+Either way the processes are started fresh ("spawn": no thread pool state inherited from the parent) and
+import the functions by name, so these must live in an importable module, never in a notebook cell or
+the script being run. Results travel back through ``torch.save``; an error in a worker is raised in the
+parent with the worker's traceback.
 """
 
+import io
+import math
 import multiprocessing
 import queue
+import socket
+import time
 import traceback
+from datetime import timedelta
+
+import torch
 
 
-def _worker(index, function, args, messages):
+def _importable(function):
+    if getattr(function, "__module__", None) == "__main__":
+        raise ValueError(f"work for other processes must be a function from an importable module (a .py file "
+                         f"you import): the new processes import it by name, and {function.__qualname__} is "
+                         f"defined in __main__ (a notebook, or the script being run)")
+
+
+def _worker(index, function, args, messages, setup):
+    """One process: ``setup()`` if any, then ``function(*args)``, or ``function(*args, report)`` when there
+    is no setup (an independent task); answers ``(kind, index, payload)`` on ``messages``."""
     try:
-        result = function(*args, lambda n: messages.put(("progress", index, n)))
-        messages.put(("result", index, result))
+        if setup is None:
+            result = function(*args, lambda n: messages.put(("progress", index, n)))
+        else:
+            setup()
+            result = function(*args)
+        payload = io.BytesIO()
+        torch.save(result, payload)
+        messages.put(("result", index, payload.getvalue()))
     except BaseException:  # reported to the parent, which raises it
         messages.put(("error", index, traceback.format_exc()))
+    finally:
+        if setup is not None and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def _run(targets, on_progress=lambda n: None, grace=0.0):
+    """Start one process per ``(function, args, setup)``; return the results in order, or raise with every
+    failure. After the first failure the others get ``grace`` seconds to finish or fail, then are killed."""
+    context = multiprocessing.get_context("spawn")
+    messages = context.Queue()
+    processes = [context.Process(target=_worker, args=(index, function, args, messages, setup), daemon=True)
+                 for index, (function, args, setup) in enumerate(targets)]
+    results, failures, deadline = {}, {}, math.inf
+    for process in processes:
+        process.start()
+    try:
+        while len(results) + len(failures) < len(targets) and time.monotonic() < deadline:
+            try:
+                kind, index, payload = messages.get(timeout=1.0)
+            except queue.Empty:  # a process that died without answering (killed, out of memory) failed too
+                failures.update({index: f"exited with code {process.exitcode} without an answer"
+                                 for index, process in enumerate(processes)
+                                 if process.exitcode is not None and index not in results | failures})
+            else:
+                if kind == "progress":
+                    on_progress(payload)
+                elif kind == "error":
+                    failures[index] = payload
+                else:
+                    results[index] = torch.load(io.BytesIO(payload), weights_only=False)
+            if failures and deadline == math.inf:  # the others may be waiting on the failed one
+                deadline = time.monotonic() + grace
+    finally:
+        for process in processes:
+            process.join(timeout=5.0 if len(results) == len(targets) else 0.1)
+            if process.is_alive():
+                process.kill()
+                process.join()
+    failures.update({index: f"no result within {grace} s of another's failure"
+                     for index in set(range(len(targets))) - set(results) - set(failures)})
+    if failures:
+        raise RuntimeError("".join(f"\nprocess {index} of {len(targets)} failed: {failures[index]}"
+                                   for index in sorted(failures)))
+    return [results[index] for index in range(len(targets))]
 
 
 def run_in_processes(tasks, total=None, desc="working", progress=True):
@@ -29,33 +103,38 @@ def run_in_processes(tasks, total=None, desc="working", progress=True):
     """
     from tqdm.auto import tqdm
 
-    context = multiprocessing.get_context("spawn")
-    messages = context.Queue()
-    processes = [context.Process(target=_worker, args=(index, function, args, messages), daemon=True)
-                 for index, (function, args) in enumerate(tasks)]
-    results = {}
+    for function, _ in tasks:
+        _importable(function)
     with tqdm(total=total, desc=desc, unit="step", disable=not progress, mininterval=0.5) as bar:
-        for process in processes:
-            process.start()
-        try:
-            while len(results) < len(tasks):
-                try:
-                    kind, index, payload = messages.get(timeout=1.0)
-                except queue.Empty:
-                    dead = [i for i, p in enumerate(processes) if not p.is_alive() and i not in results]
-                    if dead and messages.empty():
-                        raise RuntimeError(f"worker process {dead[0]} ended without a result "
-                                           f"(exit code {processes[dead[0]].exitcode}; its error output is above)") from None
-                    continue
-                if kind == "progress":
-                    bar.update(payload)
-                elif kind == "error":
-                    raise RuntimeError(f"worker process {index} failed:\n{payload}")
-                else:
-                    results[index] = payload
-        finally:
-            for process in processes:
-                if process.is_alive() and len(results) < len(tasks):
-                    process.terminate()
-                process.join()
-    return [results[index] for index in range(len(tasks))]
+        return _run([(function, args, None) for function, args in tasks], on_progress=bar.update)
+
+
+class _JoinGroup:
+    """What a rank does first: join the gloo (or other ``backend``) process group on 127.0.0.1:port."""
+
+    def __init__(self, backend, port, rank, world_size, timeout):
+        self.backend, self.port, self.rank, self.world_size, self.timeout = backend, port, rank, world_size, timeout
+
+    def __call__(self):
+        torch.distributed.init_process_group(self.backend, init_method=f"tcp://127.0.0.1:{self.port}",
+                                             rank=self.rank, world_size=self.world_size,
+                                             timeout=timedelta(seconds=self.timeout))
+
+
+def run_on_ranks(fn, world_size, *args, backend="gloo", timeout=60.0):
+    """``[fn(rank, world_size, *args) for rank in range(world_size)]``, each rank in its own process, together.
+
+    Every process joins one ``backend`` process group on 127.0.0.1 (a free port) whose collectives give up
+    after ``timeout`` seconds. If a rank raises, the others get that long to finish or fail, then are
+    killed, and a RuntimeError gives every failed rank's traceback.
+    """
+    _importable(fn)
+    with socket.socket() as probe:  # a free port: let the system pick one
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    targets = [(fn, (rank, world_size, *args), _JoinGroup(backend, port, rank, world_size, timeout))
+               for rank in range(world_size)]
+    try:
+        return _run(targets, grace=timeout + 5.0)
+    except RuntimeError as error:
+        raise RuntimeError(str(error).replace("\nprocess ", "\nrank ")) from None
