@@ -10,6 +10,8 @@ from bnlib.course.ch07.batch_composition import (class_sorted_test_batches, comp
 from bnlib.course.ch07.network import chapter_mlp
 from bnlib.course.training import mnist, random_batches, train_mlp
 
+pytestmark = pytest.mark.slow  # computes experiments on real MNIST (cached afterwards)
+
 RANDOM_BATCH_GAP = np.sqrt(2 / np.pi / 60)  # E|N(0, 1/m)| at m = 60
 
 

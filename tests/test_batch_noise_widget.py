@@ -8,6 +8,8 @@ from bnlib.course.ch07.small_batches import NOISE_BATCH_SIZES, unit_activations
 from bnlib.course.widgets import batch_noise_explorer
 from bnlib.course.widgets.batch_noise import batch_noise_summary
 
+pytestmark = pytest.mark.slow  # computes experiments on real MNIST (cached afterwards)
+
 
 @pytest.mark.parametrize("batch_size", [NOISE_BATCH_SIZES[0], NOISE_BATCH_SIZES[-1]])
 @pytest.mark.parametrize("unit", [0, 99])

@@ -1,10 +1,13 @@
 """The exercises of notebook 07 accept the solution and reject wrong answers with a hint."""
 
 import numpy as np
+import pytest
 
 import bnlib
 from bnlib.course import exercises
 from bnlib.course.exercises.ch07 import PAIR, group_exercise_batch
+
+pytestmark = pytest.mark.slow  # computes experiments on real MNIST (cached afterwards)
 
 
 def test_batch_size_for_noise(capsys):

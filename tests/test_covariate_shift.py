@@ -10,6 +10,8 @@ from bnlib.course.ch02 import covariate_shift as shift
 from bnlib.course.data import load_mnist
 from bnlib.course.models import paper_mlp
 
+pytestmark = pytest.mark.slow  # computes experiments on real MNIST (cached afterwards)
+
 
 @pytest.fixture(scope="module")
 def run():

@@ -17,6 +17,8 @@ from bnlib.course.data import load_mnist
 from bnlib.course.training import accuracy, consecutive_batches, small_model_settings
 from bnlib.running_stats import batch_norm_layers, recompute_population_statistics
 
+pytestmark = pytest.mark.slow  # computes experiments on real MNIST (cached afterwards)
+
 
 @pytest.fixture(autouse=True)
 def small_model_settings_for_every_test():

@@ -14,6 +14,8 @@ from bnlib.course.ch07.landscape import (LANDSCAPE_CONFIG, MAX_LR_CONFIG, NOISY_
 from bnlib.course.ch07.network import chapter_mlp
 from bnlib.course.training import mnist
 
+pytestmark = pytest.mark.slow  # computes experiments on real MNIST (cached afterwards)
+
 VARIANTS = NOISY_CONFIG["variants"]
 
 

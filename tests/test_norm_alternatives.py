@@ -7,6 +7,8 @@ from bnlib.course.ch07.norm_alternatives import (AXES, alternatives_figure, batc
                                                  shared_cells, torch_reference)
 from bnlib.course.ch07.small_batches import SWEEP_CONFIG, batch_size_sweep, unit_activations
 
+pytestmark = pytest.mark.slow  # computes experiments on real MNIST (cached afterwards)
+
 
 @pytest.fixture(scope="module")
 def activations():

@@ -26,6 +26,7 @@ def facts(full_run):
     return facts
 
 
+@pytest.mark.slow
 def test_full_run_is_the_papers_setup(full_run):
     np.testing.assert_array_equal(full_run["steps"], np.arange(0, 50_001, 500))  # 101 checkpoints, every 500 steps
     assert int(full_run["batch_size"]) == 60
@@ -34,24 +35,28 @@ def test_full_run_is_the_papers_setup(full_run):
     assert full_run["percentiles"].shape == (len(full_run["steps"]), 2, 3, 100)
 
 
+@pytest.mark.slow
 def test_batch_norm_ends_more_accurate_and_above_97_5_percent(facts):
     final = facts["final_accuracy"]
     assert final["batch norm"] > final["baseline"]
     assert final["batch norm"] >= 0.975
 
 
+@pytest.mark.slow
 def test_batch_norm_reaches_the_baselines_final_accuracy_in_under_half_the_steps(facts):
     reached = facts["steps_to_baseline_final"]
     assert reached["batch norm"] is not None
     assert reached["batch norm"] < 0.5 * reached["baseline"]
 
 
+@pytest.mark.slow
 def test_the_baselines_sigmoid_inputs_drift_more(facts):
     drift = facts["drift"]
     print(f"drift without BN {drift['baseline']:.3f}, with BN {drift['batch norm']:.3f}")
     assert drift["baseline"] > drift["batch norm"]
 
 
+@pytest.mark.slow
 def test_batch_norm_is_ahead_at_every_checkpoint_after_the_start(full_run):
     accuracy = full_run["accuracy"]
     assert np.all(accuracy[1:, 1] > accuracy[1:, 0])
@@ -66,6 +71,7 @@ def median_movement(run, split=10_000):
     return early, late, run["accuracy"][at_split]
 
 
+@pytest.mark.slow
 def test_the_baselines_drift_is_less_than_twice_bns_and_mostly_early(full_run, facts):
     drift = facts["drift"]
     assert drift["baseline"] < 2 * drift["batch norm"]
@@ -74,6 +80,7 @@ def test_the_baselines_drift_is_less_than_twice_bns_and_mostly_early(full_run, f
     assert early[1] < 0.5 * early[0]  # and much more than the BN network moves then
 
 
+@pytest.mark.slow
 def test_a_larger_initial_scale_calms_the_baselines_start_and_shrinks_bns_head_start(full_run):
     """With N(0, 0.1^2) both networks still train, but the baseline's medians move about half as far in the
     first 10,000 steps as with the paper-like N(0, 0.01^2), and BN's lead at step 10,000 almost vanishes."""
@@ -198,6 +205,7 @@ def test_evaluation_equals_torch_eval_mode(batch_norm):
         np.testing.assert_allclose(percentiles[c], expected, rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_two_processes_give_the_one_process_result():
     """The two networks trained in two processes (one each) or one after the other in this one: the same
     code on one thread each, so the results agree up to floating-point rounding."""
@@ -224,6 +232,7 @@ def test_bad_settings_are_refused_clearly():
         paper.compute_paper_experiment(paper.paper_config(steps=10, checkpoints=1), workers=3)
 
 
+@pytest.mark.slow
 def test_a_corrupt_cached_run_is_recomputed_not_trusted(tmp_path, monkeypatch):
     monkeypatch.setenv("BNLIB_DATA_DIR", str(tmp_path))
     settings = {"steps": 40, "checkpoints": 4}

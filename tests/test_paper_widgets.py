@@ -13,6 +13,8 @@ from bnlib.course.widgets.batch_size import SHORT_RUN
 from bnlib.course.widgets.momentum import LAYER
 from bnlib.running_stats import unbiased_variance
 
+pytestmark = pytest.mark.slow  # computes experiments on real MNIST (cached afterwards)
+
 
 @pytest.fixture(scope="module")
 def momentum():

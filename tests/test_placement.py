@@ -7,6 +7,8 @@ from torch import nn
 from bnlib.course.ch04.placement import ACTIVATIONS, PLACEMENTS, placement_experiment, placement_mlp, placement_summary
 from bnlib.layers import BatchNorm1d
 
+pytestmark = pytest.mark.slow  # computes experiments on real MNIST (cached afterwards)
+
 
 @pytest.fixture(scope="module")
 def results():

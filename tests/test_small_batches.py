@@ -7,6 +7,8 @@ from bnlib.course.ch07.small_batches import (NOISE_BATCH_SIZES, SWEEP_CONFIG, ba
                                              loglog_slope, noise_figure, normalized_value_spread, sample_batches,
                                              sweep_figure, sweep_lr, theoretical_noise, unit_activations)
 
+pytestmark = pytest.mark.slow  # computes experiments on real MNIST (cached afterwards)
+
 
 @pytest.fixture(scope="module")
 def noise():

@@ -22,7 +22,8 @@ from bnlib import BatchNorm1d, BatchNorm2d, SyncBatchNorm, convert_sync_batchnor
 from bnlib.course.parallel import run_on_ranks
 from bnlib.sync import chan_merge
 
-pytestmark = pytest.mark.timeout(120)  # each spawned run has timeouts of its own; this is the backstop
+# Spawns process groups of 2 and 4 ranks; each spawned run has timeouts of its own, this is the backstop.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 FLOAT32_EPS = torch.finfo(torch.float32).eps
 

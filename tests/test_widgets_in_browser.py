@@ -25,6 +25,9 @@ FIRST = ROOT / "notebooks" / "01_input_normalization.ipynb"  # what `make lab` o
 APP = ROOT / "notebooks" / "06_mnist_percentiles.ipynb"  # what `make app` serves
 RUN_TIMEOUT = 900  # seconds for Run All; cached results make it much faster
 
+# Slow, and run one after another on one test worker (they start servers and browsers of their own).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("browser")]
+
 
 def in_ci():
     return os.environ.get("CI", "").lower() in ("true", "1", "yes")
