@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: figures test test-fast lab app html data setup setup-test
+.PHONY: figures test test-fast lab app html assignments exercises data setup setup-test
 
 figures: data
 	$(PY) -m bnlib.figures
@@ -21,6 +21,12 @@ lab: data
 app: data
 	$(VENV)/bin/voila notebooks/06_mnist_percentiles.ipynb
 
+assignments: data
+	$(PY) -m bnlib.course.classroom assignments
+
+exercises: data
+	$(PY) -m bnlib.course.classroom exercises
+
 html: data
 	$(VENV)/bin/jupyter nbconvert --to html --execute --HTMLExporter.embed_images=True \
 		--output-dir build/html notebooks/*.ipynb
@@ -29,7 +35,7 @@ html: data
 	@echo "The course as static pages: build/html/index.html"
 
 data: setup
-	$(PY) -m bnlib.data
+	$(PY) -m bnlib.course.data
 
 setup: $(VENV)/.installed
 setup-test: $(VENV)/.installed-test

@@ -1,0 +1,106 @@
+"""The exercises for a classroom (nbgrader) and for a learner on their own.
+
+Every notebook's exercises are nbgrader cells: a solution cell, whose answer sits between
+``### BEGIN SOLUTION`` and ``### END SOLUTION`` (collapsed in the course notebook), then a locked,
+autograded test cell worth some points that calls the exercise's check. From the course notebooks:
+
+- ``python -m bnlib.course.classroom assignments`` (``make assignments``) builds an nbgrader course folder,
+  ``build/classroom/``: ``source/chNN/`` holds each notebook as it is, ``release/chNN/`` the student
+  version that nbgrader's ``generate_assignment`` makes of it (solutions replaced by a stub), and
+  ``nbgrader_config.py``. From there an instructor collects and autogrades with nbgrader as usual.
+- ``python -m bnlib.course.classroom exercises`` (``make exercises``) gives a learner the student versions
+  in ``build/exercises/``, to work in, while the solutions stay in the course notebooks. A file already
+  there is never overwritten: your work stays yours.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from bnlib.course.data import project_root
+
+CONFIG = """\
+# nbgrader's configuration for the Batch Norm course (written by `make assignments`).
+c = get_config()  # noqa: F821
+c.CourseDirectory.root = {root!r}
+c.CourseDirectory.course_id = "batch-norm"
+c.ExecutePreprocessor.timeout = 1800  # the first run of a chapter may train its networks
+"""
+
+
+def assignment_of(notebook):
+    """The assignment a notebook belongs to: ``"ch03"`` for ``03_batch_norm_from_scratch.ipynb``."""
+    return f"ch{Path(notebook).name[:2]}"
+
+
+def course_notebooks():
+    return sorted((project_root() / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def nbgrader(*args, root):
+    """Run an nbgrader command in the course folder ``root`` (where its ``nbgrader_config.py`` is)."""
+    # nbgrader runs its database tool (alembic) by name: the environment's bin folder must be on the PATH
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    done = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=root, capture_output=True, text=True,
+                          env={**os.environ, "PATH": path})
+    if done.returncode:
+        raise RuntimeError(f"nbgrader {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+    return done
+
+
+def build_classroom(root, notebooks=None):
+    """The nbgrader course folder at ``root``: every notebook in ``source/chNN/``, its student version in
+    ``release/chNN/``. Rebuilding replaces ``source`` and ``release`` (copies of the course, nothing of a
+    student's: submissions live in ``submitted/``, which is left alone). Returns ``root``."""
+    root = Path(root).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "nbgrader_config.py").write_text(CONFIG.format(root=str(root)))
+    for notebook in notebooks or course_notebooks():
+        folder = root / "source" / assignment_of(notebook)
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(notebook, folder / Path(notebook).name)
+    for assignment in sorted(path.name for path in (root / "source").iterdir()):
+        nbgrader("generate_assignment", assignment, "--force", root=root)
+    for released in (root / "release").glob("ch*/*.ipynb"):  # the solutions are collapsed; the stubs must not be
+        notebook = json.loads(released.read_text())
+        for cell in notebook["cells"]:
+            cell["metadata"].get("jupyter", {}).pop("source_hidden", None)
+        released.write_text(json.dumps(notebook, indent=1, ensure_ascii=False) + "\n")
+    return root
+
+
+def give_exercises(root, destination):
+    """Copy the student versions from ``root/release`` to ``destination``, never over an existing file."""
+    destination.mkdir(parents=True, exist_ok=True)
+    for notebook in sorted((root / "release").glob("ch*/*.ipynb")):
+        target = destination / notebook.name
+        if target.exists():
+            print(f"kept {target} (yours; delete it to start that chapter's exercises afresh)")
+        else:
+            shutil.copy2(notebook, target)
+            print(f"wrote {target}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m bnlib.course.classroom",
+                                     description="The course's exercises for nbgrader and for self-study.")
+    parser.add_argument("what", choices=("assignments", "exercises"),
+                        help="assignments: the nbgrader course folder; exercises: your own student copies")
+    parser.add_argument("--build", default=str(project_root() / "build"), help="where to build (default build/)")
+    args = parser.parse_args(argv)
+    build = Path(args.build)
+    root = build_classroom(build / "classroom")
+    if args.what == "assignments":
+        print(f"nbgrader course folder: {root} (source/ with solutions, release/ for the students)")
+    else:
+        give_exercises(root, build / "exercises")
+        print(f"Your exercises: {build / 'exercises'}; the solutions are in the course notebooks (collapsed cells).")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
