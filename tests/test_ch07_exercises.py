@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import bnlib
-from bnlib.course import exercises
+from bnlib.course.exercises import ch07 as exercises
 from bnlib.course.exercises.ch07 import PAIR, group_exercise_batch
 
 pytestmark = pytest.mark.slow  # computes experiments on real MNIST (cached afterwards)

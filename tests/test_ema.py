@@ -8,7 +8,7 @@ import torch
 from explorer_checks import assert_control_changes_readout_and_plot
 
 import bnlib
-from bnlib.course import exercises
+from bnlib.course.exercises import ch05 as exercises
 from bnlib.course.ch05.ema import (drifting_signal, effective_window, ema_weights, initial_weight, mean_age,
                                    measured_lag, running_stats_error, settled_from, track)
 from bnlib.course.exercises import ch05

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from explorer_checks import assert_control_changes_readout_and_plot
 
-from bnlib.course import exercises
+from bnlib.course.exercises import ch01 as exercises
 from bnlib.course.ch01 import input_normalization as inorm
 from bnlib.course.widgets import learning_rate_explorer
 
