@@ -4,14 +4,16 @@
 backpropagation (without autograd) runs exactly the computation the layers run. ``BatchNormFunction``
 wraps them for autograd: its backward is the formula derived in ``bnlib.normalization``, never torch's
 own batch norm kernel. ``batch_norm_train`` is the functional training-mode batch norm.
+
+No function here writes through ``out=``: every step is an ordinary tensor op, so autograd can
+differentiate the backward pass itself (second derivatives) and vmap can batch it (batched gradients).
 """
 
 from typing import NamedTuple, Optional
 
 import torch
-from torch.autograd.function import once_differentiable
 
-from .validation import check_eps, check_input_shape
+from .validation import LOW_PRECISION, check_eps, check_input_shape
 
 
 class Saved(NamedTuple):
@@ -35,26 +37,51 @@ def per_channel(vector, like):
     return vector if like.dim() == 2 else vector.view((1, -1) + (1,) * (like.dim() - 2))
 
 
-def bn_forward_tensor(x, weight, bias, eps):
+def compute_dtype(dtype):
+    """The type the arithmetic runs in: float32 for float16 and bfloat16 inputs, as in torch's CPU kernels."""
+    return torch.promote_types(dtype, torch.float32)
+
+
+def cast(tensor, dtype):
+    """``tensor.to(dtype)``, passing None (no affine parameter) and tensors already of that type through."""
+    return tensor if tensor is None or tensor.dtype == dtype else tensor.to(dtype)
+
+
+def scale_and_shift(x_centered, scale, shift):
+    """(x - mu) scale + shift, in one fused pass when there are both; ``scale`` or ``shift`` may be None."""
+    if shift is None:
+        return x_centered if scale is None else x_centered * per_channel(scale, x_centered)
+    if scale is None:
+        return x_centered + per_channel(shift, x_centered)
+    return torch.addcmul(per_channel(shift, x_centered), x_centered, per_channel(scale, x_centered))
+
+
+def _round(vector, dtype):
+    """``vector`` rounded to ``dtype`` and back, or unchanged when ``dtype`` is None."""
+    return vector if dtype is None else vector.to(dtype).to(vector.dtype)
+
+
+def bn_forward_tensor(x, weight, bias, eps, stats_dtype=None):
     """Training-mode batch norm of ``x`` (N, C, *spatial): ``(out, saved)``; weight and bias may be None.
 
     Per channel, in two passes: mu = mean(x), then var = mean((x - mu)^2), which has no
     E[x^2] - E[x]^2 cancellation. out = (x - mu) * (gamma / sqrt(var + eps)) + beta: centering before
     scaling keeps float32 accurate when the mean dwarfs the spread, where folding mu into the shift
-    would cancel catastrophically. Only two full-size tensors are made, x - mu (kept for the backward
-    pass) and the output, which first holds the squares (x - mu)^2: no other full-size temporary.
+    would cancel catastrophically. The squares are a temporary, freed before the output takes its place.
+
+    ``stats_dtype`` (float16 or bfloat16) rounds mu and 1/sqrt(var + eps) to that type, as torch's CPU
+    kernel stores the statistics of a layer held in that type (and the variance too for bfloat16, whose
+    range cannot overflow).
     """
     dims = reduce_dims(x)
-    mean = x.mean(dims)                                                 # mu = 1/m sum x_i
+    mean = _round(x.mean(dims), stats_dtype)                            # mu = 1/m sum x_i
     x_centered = x - per_channel(mean, x)                              # x - mu
-    out = torch.mul(x_centered, x_centered)                             # scratch: (x - mu)^2
-    var = out.mean(dims)                                                # var = 1/m sum (x - mu)^2
-    inv_std = (var + eps).rsqrt_()                                      # (var + eps)^(-1/2)
+    var = (x_centered * x_centered).mean(dims)                          # var = 1/m sum (x - mu)^2
+    if stats_dtype == torch.bfloat16:
+        var = _round(var, stats_dtype)
+    inv_std = _round((var + eps).rsqrt(), stats_dtype)                  # (var + eps)^(-1/2)
     scale = inv_std if weight is None else inv_std * weight             # gamma inv_std
-    if bias is None:
-        torch.mul(x_centered, per_channel(scale, x), out=out)          # (x - mu) scale
-    else:
-        torch.addcmul(per_channel(bias, x), x_centered, per_channel(scale, x), out=out)  # beta + (x - mu) scale
+    out = scale_and_shift(x_centered, scale, bias)                      # beta + (x - mu) scale
     return out, Saved(x_centered, inv_std, scale, weight, mean, var)
 
 
@@ -63,45 +90,59 @@ def bn_backward_tensor(dout, saved):
 
     With x_hat = (x - mu) inv_std, k = gamma inv_std and m values per channel:
     dbeta = sum dy, dgamma = sum dy x_hat, dx = k (dy - dbeta/m - x_hat dgamma/m), computed as
-    dx = (k dy - k dbeta/m) - (x - mu) k inv_std dgamma/m: two fused passes after the reductions, all
-    in one new buffer (which first holds the products dy (x - mu)). ``dgamma`` is None without weight.
+    dx = (k dy - k dbeta/m) - (x - mu) k inv_std dgamma/m in two fused passes after the reductions.
+    ``dgamma`` is None without weight.
     """
     x_centered, inv_std, k = saved.x_centered, saved.inv_std, saved.scale
     dims = reduce_dims(dout)
     m = dout.numel() // dout.shape[1]                                   # values per channel
     dbeta = dout.sum(dims)                                              # sum_i dy_i
-    dx = torch.mul(dout, x_centered)                                    # scratch: dy_i (x_i - mu)
-    dgamma = dx.sum(dims).mul_(inv_std)                                 # sum_i dy_i x_hat_i
-    variance_coefficient = torch.mul(dgamma, inv_std).mul_(k)           # k inv_std dgamma: the variance path
-    mean_path = torch.mul(k, dbeta).mul_(-1 / m)                        # -k dbeta/m: the mean path
-    torch.addcmul(per_channel(mean_path, dout), dout, per_channel(k, dout), out=dx)  # k dy - k dbeta/m
+    dgamma = (dout * x_centered).sum(dims) * inv_std                    # sum_i dy_i x_hat_i
+    variance_coefficient = dgamma * inv_std * k                         # k inv_std dgamma: the variance path
+    mean_path = k * dbeta * (-1 / m)                                    # -k dbeta/m: the mean path
+    dx = torch.addcmul(per_channel(mean_path, dout), dout, per_channel(k, dout))  # k dy - k dbeta/m
     dx.addcmul_(x_centered, per_channel(variance_coefficient, dout), value=-1 / m)  # - k x_hat dgamma/m
     return dx, None if saved.weight is None else dgamma, dbeta
 
 
 class BatchNormFunction(torch.autograd.Function):
-    """Training-mode batch norm with the hand-derived backward. Returns ``(out, mean, biased_var)``;
-    the statistics are outputs for the running averages and carry no gradient."""
+    """Training-mode batch norm with the hand-derived backward: ``apply(x, weight, bias, eps, stats_dtype)``
+    returns ``(out, mean, biased_var)``; the statistics are outputs for the running averages and carry no
+    gradient. ``stats_dtype`` is the type of the layer's parameters and buffers (see ``bn_forward_tensor``),
+    by default weight's, or x's without weight.
+
+    float16 and bfloat16 inputs are computed in float32 and the output rounded back, as torch does. The
+    backward keeps x (an input, which torch's kernel keeps too) and per-channel vectors, and recomputes
+    x - mu. When the backward is itself differentiated (``create_graph=True``), it recomputes the
+    statistics from x with autograd recording, so second derivatives flow through them.
+    """
 
     @staticmethod
-    def forward(ctx, x, weight, bias, eps):
-        out, saved = bn_forward_tensor(x, weight, bias, eps)
+    def forward(ctx, x, weight, bias, eps, stats_dtype=None):
+        dtype = compute_dtype(x.dtype)  # float32 for float16 and bfloat16: torch's opmath
+        stats_dtype = stats_dtype or (x.dtype if weight is None else weight.dtype)
+        ctx.eps, ctx.stats_dtype = eps, stats_dtype if stats_dtype in LOW_PRECISION else None
+        x_, weight_, bias_ = cast(x, dtype), cast(weight, dtype), cast(bias, dtype)
+        out, saved = bn_forward_tensor(x_, weight_, bias_, eps, ctx.stats_dtype)
         ctx.set_materialize_grads(False)  # the statistics get no gradient: skip making zeros for them
-        ctx.save_for_backward(saved.x_centered, saved.inv_std, saved.scale, weight)
+        ctx.save_for_backward(x, weight, saved.mean, saved.inv_std, saved.scale)
         ctx.mark_non_differentiable(saved.mean, saved.var)
-        return out, saved.mean, saved.var
+        return cast(out, x.dtype), saved.mean, saved.var
 
     @staticmethod
-    @once_differentiable  # the backward is not itself differentiated: double backward raises clearly
     def backward(ctx, dout, _dmean, _dvar):
         if dout is None:  # the output was not used: no gradient flows back
-            return None, None, None, None
-        x_centered, inv_std, scale, weight = ctx.saved_tensors
-        saved = Saved(x_centered, inv_std, scale, weight, None, None)
-        dx, dgamma, dbeta = bn_backward_tensor(dout, saved)
-        needs_x, needs_weight, needs_bias, _ = ctx.needs_input_grad
-        return (dx if needs_x else None, dgamma if needs_weight else None,
-                dbeta if needs_bias else None, None)
+            return None, None, None, None, None
+        x, weight, mean, inv_std, scale = ctx.saved_tensors
+        dtype = mean.dtype  # the forward's arithmetic type
+        if torch.is_grad_enabled():  # create_graph: rebuild the statistics from x, differentiably
+            saved = bn_forward_tensor(cast(x, dtype), cast(weight, dtype), None, ctx.eps, ctx.stats_dtype)[1]
+        else:
+            saved = Saved(cast(x, dtype) - per_channel(mean, x), inv_std, scale, weight, mean, None)
+        dx, dgamma, dbeta = bn_backward_tensor(cast(dout, dtype), saved)
+        needs_x, needs_weight, needs_bias = ctx.needs_input_grad[:3]
+        return (cast(dx, x.dtype) if needs_x else None, dgamma if needs_weight else None,
+                dbeta if needs_bias else None, None, None)
 
 
 def batch_norm_train(x, weight, bias, eps=1e-5):
