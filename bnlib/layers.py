@@ -14,7 +14,8 @@ import torch
 from torch.nn.modules.batchnorm import _BatchNorm as TorchBatchNorm
 
 from .functional import BatchNormFunction, cast, compute_dtype, per_channel, scale_and_shift
-from .validation import check_dtype, check_eps, check_input_shape, check_momentum, check_num_features
+from .validation import (check_dtype, check_eps, check_input_shape, check_layer_state, check_momentum,
+                         check_num_features)
 
 
 class _BatchNorm(TorchBatchNorm):
@@ -37,9 +38,12 @@ class _BatchNorm(TorchBatchNorm):
         check_input_shape(x.shape, self.num_features, batch_stats, name, self.input_dims, self.input_layout,
                           empty_ok=True)
         eps = check_eps(self.eps, batch_stats)
+        check_layer_state(name, self.num_features, weight=weight, bias=bias, running_mean=running_mean,
+                          running_var=running_var)
         state = weight if weight is not None else running_mean
         state_dtype = x.dtype if state is None else state.dtype
-        check_dtype(x.dtype, state_dtype, name)
+        if x.numel():  # torch returns an empty batch before looking at types
+            check_dtype(x.dtype, state_dtype, name)
         momentum = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats and self.num_batches_tracked is not None:
             self.num_batches_tracked.add_(1)

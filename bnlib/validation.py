@@ -96,6 +96,18 @@ def check_input_shape(shape, num_features=None, training=True, layer=None, ndims
                          f"batches (the BatchNorm layers accept them and return an empty output).")
 
 
+def check_layer_state(layer, num_features, **tensors):
+    """A layer's parameters and running statistics hold one value per channel: shape (num_features,).
+
+    A wrong size would otherwise fail deep inside torch, or, for size 1, broadcast into a wrong result.
+    """
+    for name, value in tensors.items():
+        if value is not None and value.shape != (num_features,):
+            raise ValueError(f"{layer}.{name} must have shape ({num_features},), one value per channel "
+                             f"(num_features={num_features}); got shape {tuple(value.shape)}. Assign a "
+                             f"tensor of that shape, or build the layer with num_features matching it.")
+
+
 def check_dtype(input_dtype, layer_dtype, layer):
     """The input must have the floating-point type of the layer's parameters and buffers, except that a
     float32 layer also takes float16 and bfloat16 inputs (torch's mixed precision on the CPU)."""
