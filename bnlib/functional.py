@@ -105,32 +105,48 @@ def bn_backward_tensor(dout, saved):
     return dx, None if saved.weight is None else dgamma, dbeta
 
 
+def _forward(x, weight, bias, eps, stats_dtype=None):
+    """The Function's forward: ``(out, mean, var, inv_std, scale)``, computed in float32 for float16 and
+    bfloat16 inputs (torch's opmath) and the output rounded back to x's type."""
+    dtype = compute_dtype(x.dtype)
+    out, saved = bn_forward_tensor(cast(x, dtype), cast(weight, dtype), cast(bias, dtype), eps,
+                                   _rounding(x, weight, stats_dtype))
+    return cast(out, x.dtype), saved.mean, saved.var, saved.inv_std, saved.scale
+
+
+def _rounding(x, weight, stats_dtype):
+    """The low precision the statistics are rounded to (see ``bn_forward_tensor``), or None."""
+    stats_dtype = stats_dtype or (x.dtype if weight is None else weight.dtype)
+    return stats_dtype if stats_dtype in LOW_PRECISION else None
+
+
+def _setup_context(ctx, inputs, outputs):
+    """What the backward keeps: x (an input, which torch's kernel keeps too) and per-channel vectors."""
+    x, weight, _, eps, stats_dtype = inputs
+    ctx.eps, ctx.stats_dtype = eps, _rounding(x, weight, stats_dtype)
+    ctx.set_materialize_grads(False)  # the statistics get no gradient: skip making zeros for them
+    ctx.mark_non_differentiable(*outputs[1:])
+    ctx.save_for_backward(x, weight, outputs[1], *outputs[3:])
+
+
 class BatchNormFunction(torch.autograd.Function):
     """Training-mode batch norm with the hand-derived backward: ``apply(x, weight, bias, eps, stats_dtype)``
     returns ``(out, mean, biased_var)``; the statistics are outputs for the running averages and carry no
     gradient. ``stats_dtype`` is the type of the layer's parameters and buffers (see ``bn_forward_tensor``),
     by default weight's, or x's without weight.
 
-    float16 and bfloat16 inputs are computed in float32 and the output rounded back, as torch does. The
-    backward keeps x (an input, which torch's kernel keeps too) and per-channel vectors, and recomputes
-    x - mu. When the backward is itself differentiated (``create_graph=True``), it recomputes the
-    statistics from x with autograd recording, so second derivatives flow through them.
+    The backward recomputes x - mu from x. When it is itself differentiated (``create_graph=True``), it
+    recomputes the statistics from x with autograd recording, so second derivatives flow through them.
     """
 
     @staticmethod
     def forward(ctx, x, weight, bias, eps, stats_dtype=None):
-        dtype = compute_dtype(x.dtype)  # float32 for float16 and bfloat16: torch's opmath
-        stats_dtype = stats_dtype or (x.dtype if weight is None else weight.dtype)
-        ctx.eps, ctx.stats_dtype = eps, stats_dtype if stats_dtype in LOW_PRECISION else None
-        x_, weight_, bias_ = cast(x, dtype), cast(weight, dtype), cast(bias, dtype)
-        out, saved = bn_forward_tensor(x_, weight_, bias_, eps, ctx.stats_dtype)
-        ctx.set_materialize_grads(False)  # the statistics get no gradient: skip making zeros for them
-        ctx.save_for_backward(x, weight, saved.mean, saved.inv_std, saved.scale)
-        ctx.mark_non_differentiable(saved.mean, saved.var)
-        return cast(out, x.dtype), saved.mean, saved.var
+        outputs = _forward(x, weight, bias, eps, stats_dtype)
+        _setup_context(ctx, (x, weight, bias, eps, stats_dtype), outputs)
+        return outputs[:3]
 
     @staticmethod
-    def backward(ctx, dout, _dmean, _dvar):
+    def backward(ctx, dout, *_):
         if dout is None:  # the output was not used: no gradient flows back
             return None, None, None, None, None
         x, weight, mean, inv_std, scale = ctx.saved_tensors
@@ -145,7 +161,25 @@ class BatchNormFunction(torch.autograd.Function):
                 dbeta if needs_bias else None, None, None)
 
 
+class TransformableBatchNormFunction(BatchNormFunction):
+    """The same Function in the form torch.func's transforms (vmap, grad, jacrev, ...) need: a forward
+    without ctx, a ``setup_context`` and a generated vmap rule; ``apply`` returns the per-channel
+    vectors too. Torch binds this form's arguments by signature on every call, tens of microseconds,
+    so ``batch_norm_function`` picks it only under a transform."""
+
+    generate_vmap_rule = True
+    forward = staticmethod(_forward)
+    setup_context = staticmethod(_setup_context)
+
+
+def batch_norm_function(*args):
+    """``BatchNormFunction.apply(*args)``, or its torch.func form under a torch.func transform."""
+    if torch._C._are_functorch_transforms_active():
+        return TransformableBatchNormFunction.apply(*args)[:3]
+    return BatchNormFunction.apply(*args)
+
+
 def batch_norm_train(x, weight, bias, eps=1e-5):
     """Functional training-mode batch norm: ``(out, mean, biased_var)``, differentiable in x, weight, bias."""
     check_input_shape(x.shape, training=True)
-    return BatchNormFunction.apply(x, weight, bias, check_eps(eps))
+    return batch_norm_function(x, weight, bias, check_eps(eps))

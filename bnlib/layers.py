@@ -13,7 +13,7 @@ goes through ``bnlib.functional.BatchNormFunction``, whose backward is the formu
 import torch
 from torch.nn.modules.batchnorm import _BatchNorm as TorchBatchNorm
 
-from .functional import BatchNormFunction, cast, compute_dtype, per_channel, scale_and_shift
+from .functional import batch_norm_function, cast, compute_dtype, per_channel, scale_and_shift
 from .validation import (check_dtype, check_eps, check_input_shape, check_layer_state, check_momentum,
                          check_num_features)
 
@@ -60,7 +60,7 @@ class _BatchNorm(TorchBatchNorm):
         elif x.numel() == 0:  # an empty batch, as torch: an empty output, zero gradients for gamma and beta
             out = scale_and_shift(cast(x, dtype), cast(weight, dtype), cast(bias, dtype))
         else:
-            out, mean, var = BatchNormFunction.apply(x, weight, bias, eps, state_dtype)
+            out, mean, var = batch_norm_function(x, weight, bias, eps, state_dtype)
             if self.training and self.track_running_stats and running_mean is not None:
                 m = x.numel() // x.shape[1]
                 _lerp_(running_mean, mean, momentum)

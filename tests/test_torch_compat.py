@@ -584,6 +584,28 @@ def test_functional_call_batch_norm():
     torch.testing.assert_close(layer.running_mean, torch.full((10,), 12.8))
 
 
+@pytest.mark.parametrize("name, shape", [("BatchNorm1d", (5, 4, 3)), ("BatchNorm2d", (3, 4, 2, 3, 3))])
+def test_torch_func_transforms_after_replace_all_batch_norm_modules(name, shape):
+    """torch.func.replace_all_batch_norm_modules_ (torch's "Patching Batch Norm" recipe) drops the
+    running statistics of our layers too; then vmap over the samples of a batch of batches, per-sample
+    gradients (vmap of grad) and jacrev in training mode give torch's layer's results."""
+    ours, theirs = make_pair(name, (shape[2],))
+    for layer in (ours, theirs):
+        torch.func.replace_all_batch_norm_modules_(layer)
+        assert layer.running_mean is None and not layer.track_running_stats
+    x = random_input(shape)
+    torch.testing.assert_close(torch.func.vmap(ours)(x), torch.func.vmap(theirs)(x), **EXACT)
+
+    def loss(layer):
+        return lambda params, sample: torch.func.functional_call(layer, params, (sample,)).square().sum()
+
+    grads = [torch.func.vmap(torch.func.grad(loss(layer)), in_dims=(None, 0))(dict(layer.named_parameters()), x)
+             for layer in (ours, theirs)]
+    for key in grads[1]:
+        torch.testing.assert_close(grads[0][key], grads[1][key], **EXACT)
+    torch.testing.assert_close(torch.func.jacrev(ours)(x[0]), torch.func.jacrev(theirs)(x[0]), **EXACT)
+
+
 # torch's tools that look for batch norm layers --------------------------------------------------------
 
 def test_update_bn_recomputes_the_statistics():
