@@ -106,12 +106,12 @@ def bn_backward_tensor(dout, saved):
 
 
 def _forward(x, weight, bias, eps, stats_dtype=None):
-    """The Function's forward: ``(out, mean, var, inv_std, scale)``, computed in float32 for float16 and
-    bfloat16 inputs (torch's opmath) and the output rounded back to x's type."""
+    """The Function's forward: ``(out, mean, var, x_centered, inv_std, scale)``, computed in float32 for
+    float16 and bfloat16 inputs (torch's opmath) and the output rounded back to x's type."""
     dtype = compute_dtype(x.dtype)
     out, saved = bn_forward_tensor(cast(x, dtype), cast(weight, dtype), cast(bias, dtype), eps,
                                    _rounding(x, weight, stats_dtype))
-    return cast(out, x.dtype), saved.mean, saved.var, saved.inv_std, saved.scale
+    return cast(out, x.dtype), saved.mean, saved.var, saved.x_centered, saved.inv_std, saved.scale
 
 
 def _rounding(x, weight, stats_dtype):
@@ -121,12 +121,13 @@ def _rounding(x, weight, stats_dtype):
 
 
 def _setup_context(ctx, inputs, outputs):
-    """What the backward keeps: x (an input, which torch's kernel keeps too) and per-channel vectors."""
+    """What the backward keeps: x - mu and per-channel vectors, and x itself (an input, as torch's
+    kernel keeps it) for a backward that is differentiated in turn."""
     x, weight, _, eps, stats_dtype = inputs
     ctx.eps, ctx.stats_dtype = eps, _rounding(x, weight, stats_dtype)
     ctx.set_materialize_grads(False)  # the statistics get no gradient: skip making zeros for them
     ctx.mark_non_differentiable(*outputs[1:])
-    ctx.save_for_backward(x, weight, outputs[1], *outputs[3:])
+    ctx.save_for_backward(x, weight, *outputs[3:])
 
 
 class BatchNormFunction(torch.autograd.Function):
@@ -135,8 +136,8 @@ class BatchNormFunction(torch.autograd.Function):
     gradient. ``stats_dtype`` is the type of the layer's parameters and buffers (see ``bn_forward_tensor``),
     by default weight's, or x's without weight.
 
-    The backward recomputes x - mu from x. When it is itself differentiated (``create_graph=True``), it
-    recomputes the statistics from x with autograd recording, so second derivatives flow through them.
+    When the backward is itself differentiated (``create_graph=True``), it recomputes the statistics
+    from x with autograd recording, so second derivatives flow through them.
     """
 
     @staticmethod
@@ -149,12 +150,12 @@ class BatchNormFunction(torch.autograd.Function):
     def backward(ctx, dout, *_):
         if dout is None:  # the output was not used: no gradient flows back
             return None, None, None, None, None
-        x, weight, mean, inv_std, scale = ctx.saved_tensors
-        dtype = mean.dtype  # the forward's arithmetic type
+        x, weight, x_centered, inv_std, scale = ctx.saved_tensors
+        dtype = x_centered.dtype  # the forward's arithmetic type
         if torch.is_grad_enabled():  # create_graph: rebuild the statistics from x, differentiably
             saved = bn_forward_tensor(cast(x, dtype), cast(weight, dtype), None, ctx.eps, ctx.stats_dtype)[1]
         else:
-            saved = Saved(cast(x, dtype) - per_channel(mean, x), inv_std, scale, weight, mean, None)
+            saved = Saved(x_centered, inv_std, scale, weight, None, None)
         dx, dgamma, dbeta = bn_backward_tensor(cast(dout, dtype), saved)
         needs_x, needs_weight, needs_bias = ctx.needs_input_grad[:3]
         return (cast(dx, x.dtype) if needs_x else None, dgamma if needs_weight else None,
