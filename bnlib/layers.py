@@ -34,38 +34,36 @@ class _BatchNorm(TorchBatchNorm):
         weight, bias, running_mean, running_var = self.weight, self.bias, self.running_mean, self.running_var
         # Batch statistics in training, and in eval mode too when there are no running statistics
         batch_stats = self.training or (running_mean is None and running_var is None)
-        name = type(self).__name__
+        name, size = type(self).__name__, x.numel()
         check_input_shape(x.shape, self.num_features, batch_stats, name, self.input_dims, self.input_layout,
                           empty_ok=True)
         eps = check_eps(self.eps, batch_stats)
-        check_layer_state(name, self.num_features, weight=weight, bias=bias, running_mean=running_mean,
-                          running_var=running_var)
+        check_layer_state(name, self.num_features, weight, bias, running_mean, running_var)
         state = weight if weight is not None else running_mean
         state_dtype = x.dtype if state is None else state.dtype
-        if x.numel():  # torch returns an empty batch before looking at types
+        if size:  # torch returns an empty batch before looking at types
             check_dtype(x.dtype, state_dtype, name)
         momentum = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats and self.num_batches_tracked is not None:
             self.num_batches_tracked.add_(1)
             if self.momentum is None:  # cumulative average: the t-th batch gets weight 1/t
                 momentum = 1.0 / float(self.num_batches_tracked)
-        dtype = compute_dtype(x.dtype)  # float32 for float16 and bfloat16, as torch's kernels
-        if not batch_stats:
-            # (x - running_mean) gamma / sqrt(running_var + eps) + beta in plain tensor ops: autograd
-            # differentiates them. Centering first: folding the mean into the shift would cancel.
-            inv_std = torch.rsqrt(cast(running_var, dtype) + eps)
-            scale = inv_std if weight is None else inv_std * cast(weight, dtype)
-            centered = cast(x, dtype) - per_channel(cast(running_mean, dtype), x)
-            out = scale_and_shift(centered, scale, cast(bias, dtype))
-        elif x.numel() == 0:  # an empty batch, as torch: an empty output, zero gradients for gamma and beta
-            out = scale_and_shift(cast(x, dtype), cast(weight, dtype), cast(bias, dtype))
-        else:
+        if batch_stats and size:
             out, mean, var = batch_norm_function(x, weight, bias, eps, state_dtype)
             if self.training and self.track_running_stats and running_mean is not None:
-                m = x.numel() // x.shape[1]
+                m = size // x.shape[1]
                 _lerp_(running_mean, mean, momentum)
                 _lerp_(running_var, var * (m / (m - 1)), momentum)  # the unbiased variance m/(m-1) var
-        return cast(out, x.dtype)
+            return out
+        dtype = compute_dtype(x.dtype)  # float32 for float16 and bfloat16, as torch's kernels
+        if batch_stats:  # an empty batch, as torch: an empty output, zero gradients for gamma and beta
+            return cast(scale_and_shift(cast(x, dtype), cast(weight, dtype), cast(bias, dtype)), x.dtype)
+        # (x - running_mean) gamma / sqrt(running_var + eps) + beta in plain tensor ops: autograd
+        # differentiates them. Centering first: folding the mean into the shift would cancel.
+        inv_std = torch.rsqrt(cast(running_var, dtype) + eps)
+        scale = inv_std if weight is None else inv_std * cast(weight, dtype)
+        centered = cast(x, dtype) - per_channel(cast(running_mean, dtype), x)
+        return cast(scale_and_shift(centered, scale, cast(bias, dtype)), x.dtype)
 
 
 def _lerp_(running, batch, momentum):

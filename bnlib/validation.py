@@ -12,6 +12,7 @@ import torch
 
 SINGLE_VALUE = "Expected more than 1 value per channel when training"
 LOW_PRECISION = (torch.float16, torch.bfloat16)  # computed in float32, as torch's CPU kernels do
+STATE_NAMES = ("weight", "bias", "running_mean", "running_var")
 
 
 def _is_real(value):
@@ -96,12 +97,12 @@ def check_input_shape(shape, num_features=None, training=True, layer=None, ndims
                          f"batches (the BatchNorm layers accept them and return an empty output).")
 
 
-def check_layer_state(layer, num_features, **tensors):
+def check_layer_state(layer, num_features, weight, bias, running_mean, running_var):
     """A layer's parameters and running statistics hold one value per channel: shape (num_features,).
 
     A wrong size would otherwise fail deep inside torch, or, for size 1, broadcast into a wrong result.
     """
-    for name, value in tensors.items():
+    for name, value in zip(STATE_NAMES, (weight, bias, running_mean, running_var)):
         if value is not None and value.shape != (num_features,):
             raise ValueError(f"{layer}.{name} must have shape ({num_features},), one value per channel "
                              f"(num_features={num_features}); got shape {tuple(value.shape)}. Assign a "
