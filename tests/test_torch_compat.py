@@ -432,7 +432,10 @@ def test_batchnorm_nhwc_cpu(shape, dtype, mixed):
     torch.testing.assert_close(x_ours.grad, x_reference.grad)
     for mine, theirs_param in zip(ours.parameters(), reference.parameters()):
         torch.testing.assert_close(mine.grad, theirs_param.grad, rtol=1e-4, atol=1e-4)
-    assert_within_ulps(out, theirs(x), 2)
+    if dtype == torch.float32:  # float32 sums split across threads in torch's channels_last kernel
+        torch.testing.assert_close(out, theirs(x))
+    else:
+        assert_within_ulps(out, theirs(x), 2)
 
 
 def test_batchnorm_half_overflow():
