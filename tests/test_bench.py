@@ -2,6 +2,8 @@
 
 import json
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -55,3 +57,9 @@ def test_ratio_is_a_positive_finite_number():
     torch.manual_seed(0)
     ratio = bench.fwd_bwd_ratio(bench.BatchNorm1d, torch.nn.BatchNorm1d, (16, 4), repeats=3, number=2)
     assert math.isfinite(ratio) and ratio > 0
+
+
+def test_the_command_runs_as_a_module():
+    """`python -m bnlib.bench`, as the README writes it: the package has a __main__."""
+    result = subprocess.run([sys.executable, "-m", "bnlib.bench", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "python -m bnlib.bench" in result.stdout, result.stderr

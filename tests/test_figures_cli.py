@@ -1,6 +1,8 @@
 """`python -m bnlib.figures`: lists the figures, regenerates one by name, refuses an unknown one."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -25,3 +27,9 @@ def test_an_unknown_name_is_refused_with_the_way_to_list(tmp_path, capsys):
         figures.main(["no_such_figure", "--out", str(tmp_path)])
     assert "--list" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+def test_the_command_runs_as_a_module():
+    """`python -m bnlib.figures --list`, as the README and the Makefile run it: the package has a __main__."""
+    result = subprocess.run([sys.executable, "-m", "bnlib.figures", "--list"], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.split() == list(figures.all_figures()), result.stderr

@@ -8,7 +8,6 @@ table. Run benchmarks one at a time on a quiet machine: timings share the CPU wi
 import argparse
 import json
 import statistics
-import sys
 import time
 
 import torch
@@ -83,6 +82,3 @@ def main(argv=None):
         print(json.dumps(results))
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -8,7 +8,6 @@ is not None (the plotted numbers), it is written beside it as ``figures/NAME.jso
 import argparse
 import importlib
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -75,6 +74,3 @@ def main(argv=None):
         tqdm.write(f"wrote {path}")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())
