@@ -5,8 +5,9 @@ backpropagation (without autograd) runs exactly the computation the layers run. 
 wraps them for autograd: its backward is the formula derived in ``bnlib.normalization``, never torch's
 own batch norm kernel. ``batch_norm_train`` is the functional training-mode batch norm.
 
-No function here writes through ``out=``: every step is an ordinary tensor op, so autograd can
-differentiate the backward pass itself (second derivatives) and vmap can batch it (batched gradients).
+Scratch buffers are reused through ``out=`` where torch allows it, and fresh tensors are made where it
+does not (see ``_into``), so autograd can differentiate the backward pass itself (second derivatives)
+and vmap can batch it (batched gradients).
 """
 
 from typing import NamedTuple, Optional
@@ -47,13 +48,27 @@ def cast(tensor, dtype):
     return tensor if tensor is None or tensor.dtype == dtype else tensor.to(dtype)
 
 
-def scale_and_shift(x_centered, scale, shift):
-    """(x - mu) scale + shift, in one fused pass when there are both; ``scale`` or ``shift`` may be None."""
-    if shift is None:
-        return x_centered if scale is None else x_centered * per_channel(scale, x_centered)
+def scale_and_shift(x_centered, scale, shift, scratch=None):
+    """(x - mu) scale + shift, in one fused pass when there are both; ``scale`` or ``shift`` may be None.
+    Written into ``scratch``, a full-size buffer of ours, when given (see ``_into``)."""
     if scale is None:
-        return x_centered + per_channel(shift, x_centered)
-    return torch.addcmul(per_channel(shift, x_centered), x_centered, per_channel(scale, x_centered))
+        return x_centered if shift is None else x_centered + per_channel(shift, x_centered)
+    scale = per_channel(scale, x_centered)
+    if shift is None:
+        return _into(scratch, torch.mul, x_centered, scale)
+    return _into(scratch, torch.addcmul, per_channel(shift, x_centered), x_centered, scale)
+
+
+def _into(scratch, op, *args):
+    """``op(*args, out=scratch)``: reusing a buffer spares a fresh full-size tensor, whose first touch
+    costs page faults on large batches. Autograd recording (create_graph) and vmap (batched gradients)
+    refuse out=; there, and without a scratch buffer, the result is a new tensor."""
+    try:
+        return op(*args, out=scratch)
+    except RuntimeError:
+        if scratch is None:
+            raise
+        return op(*args)
 
 
 def _round(vector, dtype):
@@ -67,7 +82,8 @@ def bn_forward_tensor(x, weight, bias, eps, stats_dtype=None):
     Per channel, in two passes: mu = mean(x), then var = mean((x - mu)^2), which has no
     E[x^2] - E[x]^2 cancellation. out = (x - mu) * (gamma / sqrt(var + eps)) + beta: centering before
     scaling keeps float32 accurate when the mean dwarfs the spread, where folding mu into the shift
-    would cancel catastrophically. The squares are a temporary, freed before the output takes its place.
+    would cancel catastrophically. Only two full-size tensors are made, x - mu (kept for the backward
+    pass) and the output, which first holds the squares (x - mu)^2.
 
     ``stats_dtype`` (float16 or bfloat16) rounds mu and 1/sqrt(var + eps) to that type, as torch's CPU
     kernel stores the statistics of a layer held in that type (and the variance too for bfloat16, whose
@@ -76,12 +92,13 @@ def bn_forward_tensor(x, weight, bias, eps, stats_dtype=None):
     dims = reduce_dims(x)
     mean = _round(x.mean(dims), stats_dtype)                            # mu = 1/m sum x_i
     x_centered = x - per_channel(mean, x)                              # x - mu
-    var = (x_centered * x_centered).mean(dims)                          # var = 1/m sum (x - mu)^2
+    out = x_centered * x_centered                                       # scratch: (x - mu)^2
+    var = out.mean(dims)                                                # var = 1/m sum (x - mu)^2
     if stats_dtype == torch.bfloat16:
         var = _round(var, stats_dtype)
     inv_std = _round((var + eps).rsqrt(), stats_dtype)                  # (var + eps)^(-1/2)
     scale = inv_std if weight is None else inv_std * weight             # gamma inv_std
-    out = scale_and_shift(x_centered, scale, bias)                      # beta + (x - mu) scale
+    out = scale_and_shift(x_centered, scale, bias, out)                 # beta + (x - mu) scale
     return out, Saved(x_centered, inv_std, scale, weight, mean, var)
 
 
@@ -90,17 +107,18 @@ def bn_backward_tensor(dout, saved):
 
     With x_hat = (x - mu) inv_std, k = gamma inv_std and m values per channel:
     dbeta = sum dy, dgamma = sum dy x_hat, dx = k (dy - dbeta/m - x_hat dgamma/m), computed as
-    dx = (k dy - k dbeta/m) - (x - mu) k inv_std dgamma/m in two fused passes after the reductions.
-    ``dgamma`` is None without weight.
+    dx = (k dy - k dbeta/m) - (x - mu) k inv_std dgamma/m: two fused passes after the reductions, in
+    one new buffer (which first holds the products dy (x - mu)). ``dgamma`` is None without weight.
     """
     x_centered, inv_std, k = saved.x_centered, saved.inv_std, saved.scale
     dims = reduce_dims(dout)
     m = dout.numel() // dout.shape[1]                                   # values per channel
     dbeta = dout.sum(dims)                                              # sum_i dy_i
-    dgamma = (dout * x_centered).sum(dims) * inv_std                    # sum_i dy_i x_hat_i
+    dx = dout * x_centered                                              # scratch: dy_i (x_i - mu)
+    dgamma = dx.sum(dims) * inv_std                                     # sum_i dy_i x_hat_i
     variance_coefficient = dgamma * inv_std * k                         # k inv_std dgamma: the variance path
     mean_path = k * dbeta * (-1 / m)                                    # -k dbeta/m: the mean path
-    dx = torch.addcmul(per_channel(mean_path, dout), dout, per_channel(k, dout))  # k dy - k dbeta/m
+    dx = _into(dx, torch.addcmul, per_channel(mean_path, dout), dout, per_channel(k, dout))  # k dy - k dbeta/m
     dx.addcmul_(x_centered, per_channel(variance_coefficient, dout), value=-1 / m)  # - k x_hat dgamma/m
     return dx, None if saved.weight is None else dgamma, dbeta
 
