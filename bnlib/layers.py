@@ -1,103 +1,82 @@
 """Batch norm layers for torch: ``BatchNorm1d`` and ``BatchNorm2d``, drop-in replacements for torch's.
 
-The same constructor, parameters, buffers and ``state_dict`` keys as ``torch.nn.BatchNorm1d/2d``, so
-weights load both ways. They never call torch's own batch norm kernel: training-mode normalization goes
-through ``bnlib.functional.BatchNormFunction``, whose backward is the formula derived in
+They subclass torch's batch norm base class (``torch.nn.modules.batchnorm._BatchNorm``) for what is
+not arithmetic: the constructor, parameters, buffers, ``reset_*`` methods and the ``state_dict``
+format, including state dicts saved before ``num_batches_tracked`` existed. Being batch norm to torch,
+they are found by its tools: ``torch.optim.swa_utils.update_bn`` recomputes their statistics,
+``torch.nn.utils.fusion`` folds them into the layer before them, ``convert_sync_batchnorm`` converts
+them. The forward pass is ours and never calls torch's batch norm kernel: training-mode normalization
+goes through ``bnlib.functional.BatchNormFunction``, whose backward is the formula derived in
 ``bnlib.normalization``.
 """
 
 import torch
-from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm as TorchBatchNorm
 
-from .functional import BatchNormFunction, per_channel
-from .validation import check_dtype, check_eps, check_input_shape, check_momentum, check_num_features
+from .functional import batch_norm_function, cast, compute_dtype, per_channel, scale_and_shift
+from .running_stats import unbiased_variance
+from .validation import (check_dtype, check_eps, check_input_shape, check_layer_state, check_momentum,
+                         check_num_features)
 
 
-class _BatchNorm(nn.Module):
+class _BatchNorm(TorchBatchNorm):
     """What BatchNorm1d and BatchNorm2d share; they differ only in the input shapes they accept."""
 
-    _version = 2  # torch's state_dict format version for batch norm (has num_batches_tracked)
     input_dims: tuple = ()
     input_layout = ""
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True,
                  device=None, dtype=None, *, bias=True):
-        super().__init__()
-        factory = {"device": device, "dtype": dtype}
-        self.num_features = check_num_features(num_features)
-        self.eps = check_eps(eps)
-        self.momentum = check_momentum(momentum)
-        self.affine = affine
-        self.track_running_stats = track_running_stats
-        if affine:
-            self.weight = nn.Parameter(torch.empty(num_features, **factory))   # gamma
-            if bias:
-                self.bias = nn.Parameter(torch.empty(num_features, **factory))  # beta
-            else:  # scale only (torch's bias=False), e.g. when a bias follows anyway
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
-        if track_running_stats:
-            self.register_buffer("running_mean", torch.zeros(num_features, **factory))
-            self.register_buffer("running_var", torch.ones(num_features, **factory))
-            self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long, device=device))
-        else:
-            self.register_buffer("running_mean", None)
-            self.register_buffer("running_var", None)
-            self.register_buffer("num_batches_tracked", None)
-        self.reset_parameters()
-
-    def reset_running_stats(self):
-        if self.track_running_stats:
-            self.running_mean.zero_()
-            self.running_var.fill_(1)
-            self.num_batches_tracked.zero_()
-
-    def reset_parameters(self):
-        self.reset_running_stats()
-        if self.affine:
-            nn.init.ones_(self.weight)
-            if self.bias is not None:
-                nn.init.zeros_(self.bias)
-
-    def extra_repr(self):
-        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
-                f"bias={self.bias is not None}, track_running_stats={self.track_running_stats}")
+        # eps is checked when used, as torch does: 0 is fine for normalizing with running statistics
+        super().__init__(check_num_features(num_features), eps, check_momentum(momentum), affine,
+                         track_running_stats, device, dtype, bias=bias)
 
     def forward(self, x):
-        use_batch_stats = self.training or not self.track_running_stats
-        check_input_shape(x.shape, self.num_features, use_batch_stats,
-                          type(self).__name__, self.input_dims, self.input_layout)
-        state = self.weight if self.weight is not None else self.running_mean
-        check_dtype(x.dtype, None if state is None else state.dtype, type(self).__name__)
-        if not use_batch_stats:
-            # Inference: normalize with the running averages; plain tensor ops, autograd differentiates.
-            # (x - mean) first: folding the mean into the shift would cancel when it dwarfs the spread.
-            scale = torch.rsqrt(self.running_var + self.eps)
-            if self.weight is not None:
-                scale = scale * self.weight
-            out = (x - per_channel(self.running_mean, x)) * per_channel(scale, x)
-            return out if self.bias is None else out + per_channel(self.bias, x)
-        out, mean, var = BatchNormFunction.apply(x, self.weight, self.bias, self.eps)
-        if self.training and self.track_running_stats:
-            self._update_running_stats(mean, var, x.numel() // x.shape[1])
-        return out
+        weight, bias, running_mean, running_var = self.weight, self.bias, self.running_mean, self.running_var
+        # Batch statistics in training, and in eval mode too when there are no running statistics
+        batch_stats = self.training or (running_mean is None and running_var is None)
+        name, size = type(self).__name__, x.numel()
+        check_input_shape(x.shape, self.num_features, batch_stats, name, self.input_dims, self.input_layout,
+                          empty_ok=True)
+        eps = check_eps(self.eps, batch_stats)
+        check_layer_state(name, self.num_features, weight, bias, running_mean, running_var)
+        state = weight if weight is not None else running_mean
+        state_dtype = x.dtype if state is None else state.dtype
+        if size:  # torch returns an empty batch before looking at types
+            check_dtype(x.dtype, state_dtype, name)
+        momentum = 0.0 if self.momentum is None else self.momentum
+        if self.training and self.track_running_stats and self.num_batches_tracked is not None:
+            self.num_batches_tracked.add_(1)
+            if self.momentum is None:  # cumulative average: the t-th batch gets weight 1/t
+                momentum = 1.0 / float(self.num_batches_tracked)
+        if batch_stats and size:
+            out, mean, var = batch_norm_function(x, weight, bias, eps, state_dtype)
+            if self.training and self.track_running_stats and running_mean is not None:
+                m = size // x.shape[1]
+                _lerp_(running_mean, mean, momentum)
+                _lerp_(running_var, unbiased_variance(var, m), momentum)
+            return out
+        dtype = compute_dtype(x.dtype)  # float32 for float16 and bfloat16, as torch's kernels
+        if batch_stats:  # an empty batch, as torch: an empty output, zero gradients for gamma and beta
+            return cast(scale_and_shift(cast(x, dtype), cast(weight, dtype), cast(bias, dtype)), x.dtype)
+        # (x - running_mean) gamma / sqrt(running_var + eps) + beta in plain tensor ops: autograd
+        # differentiates them. Centering first: folding the mean into the shift would cancel.
+        inv_std = torch.rsqrt(cast(running_var, dtype) + eps)
+        scale = inv_std if weight is None else inv_std * cast(weight, dtype)
+        centered = cast(x, dtype) - per_channel(cast(running_mean, dtype), x)
+        return cast(scale_and_shift(centered, scale, cast(bias, dtype)), x.dtype)
 
-    def _update_running_stats(self, mean, var, m):
-        """running <- (1 - momentum) running + momentum batch, with the UNBIASED m/(m-1) variance.
 
-        The ``ema_update`` rule, ``torch.lerp``, done in place on both buffers. ``mean`` and
-        ``var`` carry no gradient (non-differentiable outputs of the Function), so these in-place
-        updates of the buffers record nothing for autograd.
-        """
-        self.num_batches_tracked.add_(1)
-        momentum = self.momentum
-        if momentum is None:  # cumulative average: the t-th batch gets weight 1/t
-            momentum = 1.0 / float(self.num_batches_tracked)
-        # running + momentum (batch - running), for the mean and for the unbiased variance var m/(m-1)
-        self.running_mean.lerp_(mean, momentum)
-        self.running_var.lerp_(var * (m / (m - 1)), momentum)
+def _lerp_(running, batch, momentum):
+    """running <- running + momentum (batch - running), the ``ema_update`` rule, done in place.
+
+    In the batch statistics' precision: float32 for a float16 or bfloat16 buffer, rounded once at the
+    end. ``batch`` carries no gradient (a non-differentiable output), so nothing is recorded.
+    """
+    if running.dtype == batch.dtype:
+        running.lerp_(batch, momentum)
+    else:
+        running.copy_(running.to(batch.dtype).lerp_(batch, momentum))
 
 
 class BatchNorm1d(_BatchNorm):

@@ -9,7 +9,6 @@ set after training, with the unbiased variance m/(m-1) E[var_B]; ``population_st
 import numpy as np
 import torch
 
-from .layers import BatchNorm1d, BatchNorm2d
 from .validation import check_momentum
 
 
@@ -126,8 +125,9 @@ def population_statistics(batch_means, batch_vars, batch_size):
 
 
 def batch_norm_layers(model):
-    """The batch norm layers of ``model`` (bnlib's or torch's) that keep running statistics."""
-    kinds = (BatchNorm1d, BatchNorm2d, torch.nn.modules.batchnorm._BatchNorm)
+    """The batch norm layers of ``model`` that keep running statistics: torch's, and bnlib's, which
+    subclass torch's base class."""
+    kinds = torch.nn.modules.batchnorm._BatchNorm
     return [module for module in model.modules() if isinstance(module, kinds) and module.track_running_stats]
 
 

@@ -8,7 +8,11 @@ NaNs or a traceback deep inside numpy or torch.
 import math
 import numbers
 
+import torch
+
 SINGLE_VALUE = "Expected more than 1 value per channel when training"
+LOW_PRECISION = (torch.float16, torch.bfloat16)  # computed in float32, as torch's CPU kernels do
+STATE_NAMES = ("weight", "bias", "running_mean", "running_var")
 
 
 def _is_real(value):
@@ -26,14 +30,20 @@ def check_num_features(num_features):
     return int(num_features)
 
 
-def check_eps(eps):
-    """``eps`` keeps ``1 / sqrt(var + eps)`` finite when a channel is constant: a small positive number."""
+def check_eps(eps, training=True):
+    """``eps`` keeps ``1 / sqrt(var + eps)`` finite when a channel is constant: a small positive number.
+
+    Normalizing with running statistics (``training=False``) also accepts 0, as torch does.
+    """
     if not _is_real(eps):
         raise TypeError(f"eps must be a float, a small positive number added to the variance "
                         f"(default 1e-5); got {eps!r}")
-    if not 0 < eps < math.inf:
-        raise ValueError(f"eps must be a small positive number added to the variance (default 1e-5), "
-                         f"so that 1 / sqrt(var + eps) stays finite; got {eps}")
+    if not (0 < eps if training else 0 <= eps) or eps == math.inf:
+        rule = ("positive when normalizing with batch statistics (training)" if training else
+                "non-negative when normalizing with running statistics")
+        raise ValueError(f"eps must be {rule}: it is added to the variance, which is 0 for a channel whose "
+                         f"values are all equal, so that 1 / sqrt(var + eps) stays finite; use a small "
+                         f"number such as the default 1e-5; got {eps}")
     return float(eps)
 
 
@@ -54,11 +64,13 @@ def check_momentum(momentum, allow_none=True):
     return float(momentum)
 
 
-def check_input_shape(shape, num_features=None, training=True, layer=None, ndims=None, layout=None):
+def check_input_shape(shape, num_features=None, training=True, layer=None, ndims=None, layout=None,
+                      empty_ok=False):
     """An input of shape (N, C, *spatial) with the expected channels and, in training, >1 value each.
 
     ``layer``, ``ndims`` and ``layout`` describe what a specific layer accepts, e.g. ``"BatchNorm2d"``,
-    ``(4,)`` and ``"(N, C, H, W)"``.
+    ``(4,)`` and ``"(N, C, H, W)"``. An empty batch passes with ``empty_ok`` (layers return an empty
+    output, as torch's do); a function that returns batch statistics has none to return for it.
     """
     shape = tuple(shape)
     if ndims is not None and len(shape) not in ndims:
@@ -75,17 +87,36 @@ def check_input_shape(shape, num_features=None, training=True, layer=None, ndims
                          f"shape {shape} with {shape[1]}. Make num_features match the input, or move "
                          f"the channels to axis 1 (channels-last data needs a permute).")
     values_per_channel = math.prod(shape) // shape[1] if shape[1] else 0
-    if training and values_per_channel <= 1:
+    if training and values_per_channel == 1:
         raise ValueError(f"{SINGLE_VALUE}, got input size {shape}: the variance of a single value is 0, "
                          f"so the batch statistics carry no information. Train on batches of at least 2, "
                          f"or switch to evaluation mode (running statistics) to process one sample.")
+    if training and values_per_channel == 0 and not empty_ok:
+        raise ValueError(f"batch statistics need at least 2 values per channel, got an empty input of "
+                         f"size {shape}: the mean and variance of no values are undefined. Skip empty "
+                         f"batches (the BatchNorm layers accept them and return an empty output).")
+
+
+def check_layer_state(layer, num_features, weight, bias, running_mean, running_var):
+    """A layer's parameters and running statistics hold one value per channel: shape (num_features,).
+
+    A wrong size would otherwise fail deep inside torch, or, for size 1, broadcast into a wrong result.
+    """
+    for name, value in zip(STATE_NAMES, (weight, bias, running_mean, running_var)):
+        if value is not None and value.shape != (num_features,):
+            raise ValueError(f"{layer}.{name} must have shape ({num_features},), one value per channel "
+                             f"(num_features={num_features}); got shape {tuple(value.shape)}. Assign a "
+                             f"tensor of that shape, or build the layer with num_features matching it.")
 
 
 def check_dtype(input_dtype, layer_dtype, layer):
-    """The input must have the floating-point type of the layer's parameters and buffers."""
-    if layer_dtype is not None and input_dtype != layer_dtype:
+    """The input must have the floating-point type of the layer's parameters and buffers, except that a
+    float32 layer also takes float16 and bfloat16 inputs (torch's mixed precision on the CPU)."""
+    mixed = layer_dtype == torch.float32 and input_dtype in LOW_PRECISION
+    if input_dtype != layer_dtype and not mixed:
         raise TypeError(f"{layer} holds {layer_dtype} parameters but got a {input_dtype} input; convert "
-                        f"one of them, e.g. layer.to({input_dtype}) or x.to({layer_dtype})")
+                        f"one of them, e.g. layer.to({input_dtype}) or x.to({layer_dtype}) (a float32 "
+                        f"layer also takes float16 and bfloat16 inputs)")
 
 
 def check_channel_vector(shape, name, num_channels):

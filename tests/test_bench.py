@@ -2,6 +2,8 @@
 
 import json
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -70,3 +72,9 @@ def test_without_mnist_the_layer_benchmarks_still_run_and_the_mnist_ones_say_why
     captured = capsys.readouterr()
     assert json.loads(captured.out) == {"layers": 1.25}
     assert "skipped paper: it needs MNIST" in captured.err
+
+
+def test_the_command_runs_as_a_module():
+    """`python -m bnlib.bench`, as the README writes it: the package has a __main__."""
+    result = subprocess.run([sys.executable, "-m", "bnlib.bench", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "python -m bnlib.bench" in result.stdout, result.stderr

@@ -1,6 +1,8 @@
 """`python -m bnlib.figures`: lists the figures, regenerates one by name, refuses an unknown one."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -44,3 +46,9 @@ def test_numbers_are_written_to_six_significant_digits():
     assert written["a"] == [0.333333, 6.66667e-10]
     assert written["b"][:2] == [7, 0.1] and isinstance(written["b"][0], int)
     assert np.isnan(written["b"][2])
+
+
+def test_the_command_runs_as_a_module():
+    """`python -m bnlib.figures --list`, as the README and the Makefile run it: the package has a __main__."""
+    result = subprocess.run([sys.executable, "-m", "bnlib.figures", "--list"], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.split() == list(figures.all_figures()), result.stderr

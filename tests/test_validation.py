@@ -94,17 +94,31 @@ def test_non_real_input_is_a_type_error():
 
 @pytest.mark.parametrize("eps", [0, -1e-5, float("nan"), float("inf")])
 def test_eps_must_be_positive(eps):
-    with pytest.raises(ValueError, match="eps must be a small positive number"):
-        BatchNorm1d(3, eps=eps)
-    with pytest.raises(ValueError, match="eps must be a small positive number"):
+    with pytest.raises(ValueError, match="eps must be positive"):
         batch_norm_forward(np.ones((4, 3)), np.ones(3), np.zeros(3), eps=eps)
-    with pytest.raises(ValueError, match="eps must be a small positive number"):
+    with pytest.raises(ValueError, match="eps must be positive"):
         batch_norm_train(torch.ones(4, 3), None, None, eps=eps)
+    layer = BatchNorm1d(3, eps=eps)  # the layers check eps when they use it, as torch's do
+    with pytest.raises(ValueError, match="eps must be positive"):
+        layer(torch.ones(4, 3))
+
+
+def test_layers_accept_eps_zero_with_running_statistics_like_torch():
+    """torch.nn.functional.batch_norm refuses eps <= 0 only in training, and a negative eps always."""
+    x = torch.randn(4, 3)
+    for cls in (BatchNorm1d, torch.nn.BatchNorm1d):
+        layer = cls(3, eps=0.0).eval()
+        torch.testing.assert_close(layer(x), x)  # running statistics: mean 0, variance 1
+        with pytest.raises(ValueError, match="eps must be positive"):
+            layer.train()(x)
+        layer.eps = -1e-5
+        with pytest.raises(ValueError, match="eps must be non-negative"):
+            layer.eval()(x)
 
 
 def test_eps_of_the_wrong_type_is_a_type_error():
     with pytest.raises(TypeError, match="eps must be a float"):
-        BatchNorm2d(3, eps="1e-5")
+        BatchNorm2d(3, eps="1e-5")(torch.ones(2, 3, 2, 2))
 
 
 @pytest.mark.parametrize("momentum", [-0.1, 1.5, float("nan")])
@@ -134,3 +148,16 @@ def test_num_features_must_be_an_int(num_features):
 def test_input_of_another_dtype_than_the_layer_is_a_type_error(layer):
     with pytest.raises(TypeError, match=r"holds torch.float32 parameters but got a torch.float64 input"):
         layer(torch.randn(4, 3, dtype=torch.float64))
+    with pytest.raises(TypeError, match=r"holds torch.float16 parameters but got a torch.float32 input"):
+        layer.half()(torch.randn(4, 3))
+    with pytest.raises(RuntimeError):  # torch refuses the same combinations
+        torch.nn.BatchNorm1d(3).half()(torch.randn(4, 3))
+
+
+@pytest.mark.parametrize("run", [numpy_forward, torch_functional])
+@pytest.mark.parametrize("shape", [(0, 3), (2, 3, 0)])
+def test_functions_returning_batch_statistics_refuse_an_empty_batch(run, shape):
+    """The layers return an empty output for an empty batch, as torch's do (tests/test_torch_compat.py);
+    the functions also return the batch statistics, and an empty batch has none."""
+    with pytest.raises(ValueError, match="empty input of size"):
+        run(np.ones(shape))
