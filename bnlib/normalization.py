@@ -11,7 +11,7 @@ too (Ioffe & Szegedy 2015, section 3.2). With m the number of values per channel
 
 ``batch_norm_forward`` returns ``(y, cache)``; the cache holds what the backward pass needs, so the
 data flow between the two passes is explicit. ``batch_norm_backward(dy, cache)`` returns
-``(dx, dgamma, dbeta)``.
+``(dx, dgamma, dbeta)``. Notebook 03 teaches both functions; its cells are this code.
 """
 
 from typing import NamedTuple
@@ -26,11 +26,12 @@ EPS = 1e-5  # torch's default: keeps 1 / sqrt(var + eps) finite when a channel i
 class Cache(NamedTuple):
     """What the forward pass hands to the backward pass (statistics as per-channel vectors)."""
 
-    x_hat: np.ndarray    # (x - mu) / sqrt(var + eps), the shape of x
-    gamma: np.ndarray    # (C,)
-    inv_std: np.ndarray  # 1 / sqrt(var + eps), (C,)
-    mean: np.ndarray     # mu, (C,)
-    var: np.ndarray      # biased variance, (C,)
+    x_hat: np.ndarray     # (x - mu) / sqrt(var + eps), the shape of x
+    gamma: np.ndarray     # (C,)
+    inv_std: np.ndarray   # 1 / sqrt(var + eps), (C,)
+    mean: np.ndarray      # mu, (C,)
+    var: np.ndarray       # biased variance, (C,)
+    centered: np.ndarray  # x - mu, the shape of x
 
 
 def reduce_axes(ndim):
@@ -50,58 +51,49 @@ def _as_float_array(value, name):
     return array if array.dtype.kind == "f" else array.astype(np.float64)
 
 
-def batch_norm_forward(x, gamma, beta, eps=EPS):
-    """Normalize each channel of ``x`` with its batch statistics, then scale by gamma and shift by beta.
-
-    The statistics are computed in two passes (the mean, then the mean squared deviation from it),
-    accumulated in float64: the one-pass E[x^2] - E[x]^2 loses every digit when the mean is large
-    compared with the spread (mean 1e4, std 1e-2 in float32).
-    """
+def checked_inputs(x, gamma, beta, eps):
+    """The forward pass's arguments as float arrays and a float, or an error that names the problem: x of
+    shape (N, C, *spatial) with more than one value per channel, gamma and beta of shape (C,), eps > 0."""
     x = _as_float_array(x, "x")
     gamma, beta = _as_float_array(gamma, "gamma"), _as_float_array(beta, "beta")
     check_input_shape(x.shape, training=True)
     check_channel_vector(gamma.shape, "gamma", x.shape[1])
     check_channel_vector(beta.shape, "beta", x.shape[1])
-    eps = check_eps(eps)
-    axes = reduce_axes(x.ndim)
+    return x, gamma, beta, check_eps(eps)
 
-    mean = x.mean(axis=axes, keepdims=True, dtype=np.float64).astype(x.dtype)  # mu = 1/m sum x_i
-    centered = x - mean                                                         # x_i - mu
-    var = np.mean(np.square(centered), axis=axes, keepdims=True, dtype=np.float64).astype(x.dtype)
-    inv_std = 1.0 / np.sqrt(var + eps)                                          # (var + eps)^(-1/2)
-    x_hat = centered * inv_std                                                  # x_hat = (x - mu) inv_std
-    out = per_channel(gamma, x.ndim) * x_hat + per_channel(beta, x.ndim)        # y = gamma x_hat + beta
-    return out, Cache(x_hat, gamma, inv_std.ravel(), mean.ravel(), var.ravel())
+
+def checked_upstream(dout, cache):
+    """``dout`` = dL/dy as a float array of the forward input's shape, or an error that says so."""
+    dout = _as_float_array(dout, "dout")
+    if dout.shape != cache.x_hat.shape:
+        raise ValueError(f"dout must have the shape of the forward input {cache.x_hat.shape}; got {dout.shape}")
+    return dout
+
+
+def batch_norm_forward(x, gamma, beta, eps=EPS):
+    """Training mode: normalize each channel of ``x`` with its batch statistics, then scale and shift.
+    Returns ``(out, cache)``; the cache holds what the backward pass needs."""
+    x, gamma, beta, eps = checked_inputs(x, gamma, beta, eps)  # float arrays of the right shapes, or a clear error
+    axes = reduce_axes(x.ndim)                                 # (0,) for (N, C): statistics over the batch
+    mean = x.mean(axis=axes, keepdims=True, dtype=np.float64)  # mu = 1/m sum_i x_i (summed in float64: a float32
+    mean = mean.astype(x.dtype)                                #    sum would lose digits when mu is large)
+    centered = x - mean                                        # x_i - mu
+    var = (centered ** 2).mean(axis=axes, keepdims=True)       # sigma^2 = 1/m sum_i (x_i - mu)^2: biased, over m
+    inv_std = 1 / np.sqrt(var + eps)                           # 1 / sqrt(sigma^2 + eps)
+    x_hat = centered * inv_std                                 # x_hat_i = (x_i - mu) / sqrt(sigma^2 + eps)
+    out = per_channel(gamma, x.ndim) * x_hat + per_channel(beta, x.ndim)  # y_i = gamma x_hat_i + beta
+    return out, Cache(x_hat, gamma, inv_std.ravel(), mean.ravel(), var.ravel(), centered)
 
 
 def batch_norm_backward(dout, cache):
-    r"""Gradients of the loss with respect to x, gamma and beta, given ``dout`` = dL/dy.
-
-    Walking the computation graph backwards, per channel, with sums over the m values i:
-
-    - y = gamma x_hat + beta, so dbeta = sum_i dy_i and dgamma = sum_i dy_i x_hat_i,
-      and dx_hat_i = gamma dy_i.
-    - x_hat_j = (x_j - mu) inv_std depends on x_i directly, through mu (d mu / d x_i = 1/m) and
-      through var. Because sum_j (x_j - mu) = 0, d var / d x_i = 2 (x_i - mu) / m, and so
-      d x_hat_j / d x_i = inv_std (delta_ij - 1/m - x_hat_i x_hat_j / m).
-    - Summing over j: dx_i = inv_std (dx_hat_i - mean_j dx_hat_j - x_hat_i mean_j dx_hat_j x_hat_j),
-      which with dx_hat = gamma dy is dx = gamma inv_std (dy - dbeta / m - x_hat dgamma / m).
-
-    The gradient has three parts: the direct path, minus what moves the mean, minus what moves the
-    variance. Per channel it sums to 0, because BN's output ignores a shift of its input, and it is
-    orthogonal to x_hat up to the eps term, because the output ignores a scaling too when eps -> 0.
-    """
-    dout = _as_float_array(dout, "dout")
-    x_hat, gamma, inv_std = cache.x_hat, cache.gamma, cache.inv_std
-    if dout.shape != x_hat.shape:
-        raise ValueError(f"dout must have the shape of the forward input {x_hat.shape}; got {dout.shape}")
+    """The compact backward pass: ``(dx, dgamma, dbeta)`` from ``dout`` = dL/dy and the forward's cache."""
+    dout = checked_upstream(dout, cache)                 # dL/dy, the shape of x
     axes = reduce_axes(dout.ndim)
-    m = dout.size // dout.shape[1]                                    # values per channel
-
-    dbeta = dout.sum(axis=axes)                                       # sum_i dy_i
-    dgamma = (dout * x_hat).sum(axis=axes)                            # sum_i dy_i x_hat_i
-    scale = per_channel(gamma * inv_std, dout.ndim)                   # gamma inv_std
-    dx = scale * (dout                                                # direct path
-                  - per_channel(dbeta / m, dout.ndim)                 # - mean_j dy_j   (through mu)
-                  - x_hat * per_channel(dgamma / m, dout.ndim))       # - x_hat mean_j dy_j x_hat_j (var)
+    x_hat, inv_std = cache.x_hat, per_channel(cache.inv_std, dout.ndim)
+    dbeta = dout.sum(axis=axes)                          # sum_i dy_i
+    dgamma = (dout * x_hat).sum(axis=axes)               # sum_i dy_i x_hat_i
+    dx_hat = dout * per_channel(cache.gamma, dout.ndim)  # dL/dx_hat_i = gamma dy_i
+    dx = inv_std * (dx_hat                                                      # the direct path
+                    - dx_hat.mean(axis=axes, keepdims=True)                     # - through the mean
+                    - x_hat * (dx_hat * x_hat).mean(axis=axes, keepdims=True))  # - through the variance
     return dx, dgamma, dbeta

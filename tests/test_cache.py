@@ -105,11 +105,11 @@ import sys
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
 import numpy as np
-from bnlib.course.ch02 import covariate_shift
-assert covariate_shift.__file__.startswith(sys.argv[1]), covariate_shift.__file__
+from bnlib.course.ch02 import recording
+assert recording.__file__.startswith(sys.argv[1]), recording.__file__
 calls = []
-covariate_shift.train_and_record = lambda **config: calls.append(1) or {"steps": np.arange(3)}
-covariate_shift.drift_run(progress=False)
+recording.train_and_record = lambda **config: calls.append(1) or {"steps": np.arange(3)}
+recording.drift_run(progress=False)
 print(len(calls))
 """
 
@@ -133,8 +133,8 @@ def test_editing_an_experiments_source_recomputes_its_result(tmp_path):
 
     assert run() == 1   # computed
     assert run() == 0   # cached
-    module = copy / "bnlib" / "course" / "ch02" / "covariate_shift.py"
-    module.write_text(module.read_text().replace("DRIFT_FROM = 500", "DRIFT_FROM = 400"))
+    module = copy / "bnlib" / "course" / "ch02" / "recording.py"
+    module.write_text(module.read_text().replace("np.arange(0, 101, 5)", "np.arange(0, 101, 5.0)"))
     assert run() == 1   # the experiment's own code changed
     assert run() == 0
     core = copy / "bnlib" / "functional.py"

@@ -1,9 +1,9 @@
-"""Our ``BatchNorm1d``/``BatchNorm2d`` next to ``torch.nn.BatchNorm1d``/``2d``, on the same numbers.
+"""A batch norm module next to torch's, on the same numbers: everything a user can observe, compared.
 
 Both modules start from the same random weight and bias, see the same few training batches (with
 random upstream gradients, since a sum of outputs would hide a wrong backward), then one batch in
-eval mode. We record the largest absolute difference of everything a user can observe: outputs,
-gradients with respect to the input, weight and bias, and the running statistics.
+eval mode. We record the largest absolute difference of the outputs, of the gradients with respect to
+the input, weight and bias, and of the running statistics.
 """
 
 import torch
@@ -11,26 +11,25 @@ import torch
 from bnlib import layers
 
 SHAPES = {"BatchNorm1d": (32, 6), "BatchNorm2d": (8, 4, 5, 5)}
+QUANTITIES = ("output", "input gradient", "weight gradient", "bias gradient", "running_mean", "running_var",
+              "eval output")
 
 
-def side_by_side(name="BatchNorm2d", dtype=torch.float64, steps=3, seed=0):
-    """Largest |ours - torch's| of each quantity, for ``name`` in ``SHAPES``."""
-    if name not in SHAPES:
-        raise ValueError(f"name must be one of {sorted(SHAPES)}, got {name!r}")
-    shape = SHAPES[name]
+def side_by_side(ours, theirs, shape, steps=3, seed=0):
+    """``{quantity: largest |ours - theirs|}`` for two modules with torch's parameters and buffers; inputs of
+    ``shape`` in the dtype of ``ours.weight``. ``theirs`` is given ``ours``' state first."""
+    dtype, channels = ours.weight.dtype, shape[1]
     generator = torch.Generator().manual_seed(seed)
-    ours = getattr(layers, name)(shape[1]).to(dtype)
-    theirs = getattr(torch.nn, name)(shape[1]).to(dtype)
     with torch.no_grad():
-        ours.weight.copy_(1 + 0.5 * torch.randn(shape[1], generator=generator, dtype=dtype))
-        ours.bias.copy_(torch.randn(shape[1], generator=generator, dtype=dtype))
+        ours.weight.copy_(1 + 0.5 * torch.randn(channels, generator=generator, dtype=dtype))
+        ours.bias.copy_(torch.randn(channels, generator=generator, dtype=dtype))
     theirs.load_state_dict(ours.state_dict())
-    worst = dict.fromkeys(["output", "input gradient", "weight gradient", "bias gradient",
-                           "running_mean", "running_var", "eval output"], 0.0)
+    worst = dict.fromkeys(QUANTITIES, 0.0)
 
     def note(key, a, b):
         worst[key] = max(worst[key], (a - b).abs().max().item())
 
+    ours.train(), theirs.train()
     for _ in range(steps):
         x = 3 + 2 * torch.randn(shape, generator=generator, dtype=dtype)
         dout = torch.randn(shape, generator=generator, dtype=dtype)
@@ -41,26 +40,27 @@ def side_by_side(name="BatchNorm2d", dtype=torch.float64, steps=3, seed=0):
             out = module(xin)
             out.backward(dout)
             results.append((out, xin.grad, module.weight.grad, module.bias.grad))
-        for key, a, b in zip(["output", "input gradient", "weight gradient", "bias gradient"], *results):
+        for key, a, b in zip(QUANTITIES[:4], *results):
             note(key, a, b)
         note("running_mean", ours.running_mean, theirs.running_mean)
         note("running_var", ours.running_var, theirs.running_var)
-    ours.eval()
-    theirs.eval()
+    ours.eval(), theirs.eval()
     x = 3 + 2 * torch.randn(shape, generator=generator, dtype=dtype)
     with torch.no_grad():
         note("eval output", ours(x), theirs(x))
     return worst
 
 
-def comparison_table(dtypes=(torch.float64, torch.float32)):
-    """``{(module name, dtype name): {quantity: max abs difference}}`` for every module and dtype."""
-    return {(name, str(dtype).replace("torch.", "")): side_by_side(name, dtype)
-            for name in SHAPES for dtype in dtypes}
+def library_table(dtypes=(torch.float64, torch.float32)):
+    """``{(name, dtype name): differences}``: ``bnlib.BatchNorm1d/2d`` against ``torch.nn.BatchNorm1d/2d``."""
+    return {(name, str(dtype).replace("torch.", "")):
+            side_by_side(getattr(layers, name)(shape[1]).to(dtype), getattr(torch.nn, name)(shape[1]).to(dtype), shape)
+            for name, shape in SHAPES.items() for dtype in dtypes}
 
 
-def print_comparison(table):
-    quantities = list(next(iter(table.values())))
-    print(f"{'max |ours - torch|':<22}" + "".join(f"{q:>16}" for q in quantities))
-    for (name, dtype), worst in table.items():
-        print(f"{name + ' ' + dtype:<22}" + "".join(f"{worst[q]:>16.1e}" for q in quantities))
+def print_table(table):
+    """One row per comparison of ``{row name: differences}``, one column per quantity."""
+    print(f"{'max |ours - torch|':<22}" + "".join(f"{q:>16}" for q in QUANTITIES))
+    for name, worst in table.items():
+        name = " ".join(name) if isinstance(name, tuple) else name
+        print(f"{name:<22}" + "".join(f"{worst[q]:>16.1e}" for q in QUANTITIES))
