@@ -36,8 +36,10 @@ def gradient_ratio(a, W, u, dout, eps=1e-5):
     return ((grad_a * grad).sum() / (grad * grad).sum()).item(), (out_a - out).abs().max().item()
 
 
-def scale_invariance_figure(scales=np.logspace(-3, 3, 25), eps=1e-5):
-    """Gradient ratio against a, with the 1/a line; eps breaks the invariance once (aWu)'s variance nears eps."""
+def scale_invariance_figure(scales=None, eps=1e-5):
+    """Gradient ratio against a (default 10^-3 to 10^3), with the 1/a line; eps breaks the invariance once
+    (aWu)'s variance nears eps."""
+    scales = np.logspace(-3, 3, 25) if scales is None else np.asarray(scales)
     problem = scale_problem()
     ratios = np.array([gradient_ratio(a, *problem, eps=eps)[0] for a in scales])
     figure = Figure(figsize=(5.5, 4))
