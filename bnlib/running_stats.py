@@ -131,7 +131,6 @@ def batch_norm_layers(model):
     return [module for module in model.modules() if isinstance(module, kinds) and module.track_running_stats]
 
 
-@torch.no_grad()
 def recompute_population_statistics(model, batches):
     """Replace every BN layer's running statistics by population statistics for the current weights.
 
@@ -152,14 +151,15 @@ def recompute_population_statistics(model, batches):
     was_training, momenta = model.training, [layer.momentum for layer in layers]
     model.eval()
     for layer in layers:
-        layer.reset_running_stats()
-        layer.momentum = None
-        layer.train()
+        layer.reset_running_stats()    # running_mean 0, running_var 1, no batch counted yet
+        layer.momentum = None          # the cumulative average: momentum 1/t at the t-th batch
+        layer.train()                  # normalize with the batch's statistics, and update the running ones
     try:
         count = 0
-        for batch in batches:
-            model(batch[0] if isinstance(batch, (tuple, list)) else batch)
-            count += 1
+        with torch.no_grad():          # the weights are frozen: no graph, no gradients
+            for batch in batches:
+                model(batch[0] if isinstance(batch, (tuple, list)) else batch)
+                count += 1
         if count == 0:
             raise ValueError("batches is empty: pass an iterable of training batches, e.g. images.split(60)")
     finally:

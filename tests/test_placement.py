@@ -37,16 +37,20 @@ def test_every_run_learns(results):
             assert np.all(accuracy > 0.88), (activation, placement, accuracy)  # "every run learns"
 
 
-def test_sigmoid_prefers_bn_after_and_relu_barely_cares(results):
-    """The findings notebook 04 states, with the seed-to-seed spread as the yardstick."""
+def test_sigmoid_prefers_bn_after_and_relu_cares_far_less(results):
+    """The findings notebook 04 states, with margins: for sigmoid BN after the nonlinearity wins by more than
+    1.5 points and three seed spreads; for ReLU the placements end within a point, and the ReLU gap is under
+    half the sigmoid gap (measured here: 2.6 points for sigmoid, 0.6 for ReLU)."""
     summary = placement_summary(results)
     (sig_before, sig_before_std), (sig_after, sig_after_std) = summary["sigmoid", "before"], summary["sigmoid", "after"]
-    assert sig_after - sig_before > 0.015
-    assert sig_after - sig_before > 3 * max(sig_before_std, sig_after_std)
+    sigmoid_gap = sig_after - sig_before
+    assert sigmoid_gap > 0.015
+    assert sigmoid_gap > 3 * max(sig_before_std, sig_after_std)
     sigmoid_loss = {p: results[f"sigmoid/{p}/train_loss"][:, -100:].mean() for p in ("before", "after")}
     assert sigmoid_loss["after"] < 0.8 * sigmoid_loss["before"]
-    relu_gap = summary["relu", "before"][0] - summary["relu", "after"][0]
+    relu_gap = summary["relu", "after"][0] - summary["relu", "before"][0]
     assert abs(relu_gap) < 0.01
+    assert abs(relu_gap) < 0.5 * sigmoid_gap
 
 
 def test_figure_plots_the_cached_results(results):
