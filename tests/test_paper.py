@@ -10,8 +10,12 @@ import torch
 from torch import nn
 
 import bnlib
-from bnlib.course import cache
+from bnlib.course import cache, drift
 from bnlib.course.ch06 import fast_trainer, paper
+from bnlib.course.ch06.checkpoints import checkpoint_model, sigmoid_inputs
+from bnlib.course.data import load_mnist
+from bnlib.course.training import accuracy
+from bnlib.running_stats import batch_norm_layers, recompute_population_statistics
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +97,60 @@ def test_a_larger_initial_scale_calms_the_baselines_start_and_shrinks_bns_head_s
     assert large_lead < 0.25 * small_lead
 
 
+@pytest.mark.slow
+def test_every_bn_band_widens_by_about_as_much_as_gamma_grows(full_run):
+    """Notebook 06, section 6: from t0 to the end every BN unit's band widens, by about its gamma's growth; the
+    baseline's bands change unevenly, some narrowing, some widening several times over."""
+    steps, start = full_run["steps"], paper.DRIFT_START * full_run["steps"][-1]
+    baseline, bn = (drift.band_growth(full_run["percentiles"][:, net], steps, start) for net in (0, 1))
+    t0 = drift.start_index(steps, start)
+    gamma_t0, gamma_end = (batch_norm_layers(checkpoint_model(full_run, c))[-1].weight.detach().abs().numpy()
+                           for c in (t0, len(steps) - 1))
+    assert bn.min() > 1.05
+    assert np.all(np.abs(bn / (gamma_end / gamma_t0) - 1) < 0.25)
+    assert baseline.min() < 1 and baseline.max() > 2.5
+
+
+@pytest.mark.slow
+def test_the_notebooks_percentile_measurement_is_the_runs_and_train_mode_nearly_agrees(full_run):
+    """Notebook 06, section 5: the bands of checkpoint_model's sigmoid inputs are the run's own; in train mode on
+    test batches of 60 (the paper's N_BN^tr) they move by a small fraction of a band width."""
+    test_images, _ = load_mnist(train=False)
+    last = len(full_run["steps"]) - 1
+    for net, batch_norm in enumerate((False, True)):
+        bands = drift.percentiles(sigmoid_inputs(checkpoint_model(full_run, last, batch_norm), test_images).numpy())
+        np.testing.assert_allclose(bands, full_run["percentiles"][last, net], atol=1e-4)
+    model = checkpoint_model(full_run, last).train()
+    train_bands = drift.percentiles(torch.cat([sigmoid_inputs(model, b) for b in test_images.split(60)]).numpy())
+    eval_bands = full_run["percentiles"][last, 1]
+    assert np.max(np.abs(train_bands - eval_bands) / drift.band_width(eval_bands)) < 0.25
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("step", [1_000, 50_000])
+def test_running_averages_with_momentum_0_1_nearly_agree_with_algorithm_2(full_run, step):
+    """Notebook 06, section 7: early and late, the test accuracy with the running averages (momentum 0.1) is
+    within a point of Algorithm 2's, and the running means are within half a population std."""
+    test_images, test_labels = load_mnist(train=False)
+    train_images, _ = load_mnist(train=True)
+    model = checkpoint_model(full_run, list(full_run["steps"]).index(step))
+    running_means = [norm.running_mean.clone() for norm in batch_norm_layers(model)]
+    running_accuracy = accuracy(model, test_images, test_labels)
+    recompute_population_statistics(model, train_images.split(60))
+    assert abs(accuracy(model, test_images, test_labels) - running_accuracy) < 0.01
+    for mean, norm in zip(running_means, batch_norm_layers(model)):
+        assert ((mean - norm.running_mean).abs() / norm.running_var.sqrt()).max() < 0.5
+
+
+@pytest.mark.slow
+def test_at_batch_two_the_bn_network_drifts_far_more_than_at_sixty():
+    """Notebook 06, section 8 and Exercise 4: the batch-size explorer's short runs."""
+    drifts = {size: paper.findings(paper.run_paper_experiment(progress=False, batch_size=size, steps=3_000,
+                                                              checkpoints=30))["drift"]["batch norm"]
+              for size in (2, 60)}
+    assert drifts[2] > 3 * drifts[60]
+
+
 # The fast trainer against torch autograd ---------------------------------------------------------
 
 def tiny_data(n=300, seed=0):
@@ -111,15 +169,16 @@ def naive_model(batch_norm, init_std, seed, torch_batch_norm=False):
     return model
 
 
-def naive_training(model, images, labels, order, lr):
-    """A plain autograd + torch.optim.SGD loop; returns the parameters after each step."""
+def naive_training(model, images, labels, order, lr, every=1):
+    """A plain autograd + torch.optim.SGD loop; returns the parameters after every ``every`` steps."""
     optimizer = torch.optim.SGD(model.parameters(), lr=lr)
     history = []
-    for batch in order:
+    for step, batch in enumerate(order, start=1):
         optimizer.zero_grad()
         nn.functional.cross_entropy(model(images[batch]), labels[batch]).backward()
         optimizer.step()
-        history.append([p.detach().clone() for p in model.parameters()])
+        if step % every == 0:
+            history.append([p.detach().clone() for p in model.parameters()])
     return history
 
 
@@ -139,6 +198,21 @@ def test_trainer_follows_autograd_step_by_step_in_float64(batch_norm, torch_batc
         ours = fast_trainer.to_torch_model(run["parameters"][step], batch_norm).parameters()
         for mine, theirs in zip(ours, expected):
             torch.testing.assert_close(mine, theirs, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("batch_norm", [False, True], ids=["baseline", "BN"])
+def test_trainer_follows_a_plain_loop_on_real_mnist_for_300_steps_in_float64(batch_norm):
+    """Notebook 06, section 3: the paper's setup on real MNIST; every parameter, every 10 steps, below 1e-8."""
+    images, labels = load_mnist(train=True)
+    images = images.double()
+    steps, every = 300, 10
+    run = train(images, labels, batch_norm, steps, 60, 0, steps // every, lr=0.5, init_std=0.01)
+    order = fast_trainer.batch_order(len(images), steps, 60, 0).view(steps, 60)
+    history = naive_training(naive_model(batch_norm, 0.01, 0), images, labels, order, 0.5, every)
+    for checkpoint, expected in enumerate(history, start=1):
+        ours = fast_trainer.to_torch_model(run["parameters"][checkpoint], batch_norm).parameters()
+        assert max((mine - theirs).abs().max().item() for mine, theirs in zip(ours, expected)) < 1e-8
 
 
 def test_both_networks_start_from_the_same_weights_and_see_the_same_batches():
@@ -187,10 +261,10 @@ def test_evaluation_equals_torch_eval_mode(batch_norm):
     images, labels = tiny_data(200)
     steps, batch_size = 10, 20
     run = {key: value.numpy() for key, value in train(images, labels, batch_norm, steps, batch_size, 4, 2).items()}
-    running = ()
-    if batch_norm:
-        running = paper.running_statistics({**run, "batch_size": np.array(batch_size)})
-    accuracy, percentiles = paper.evaluate_checkpoints(run["parameters"], images, labels, *running)
+    result = {**run, "batch_size": np.array(batch_size),
+              "bn_parameters" if batch_norm else "baseline_parameters": run["parameters"]}
+    running = paper.running_statistics(result) if batch_norm else ()
+    scores, percentiles = paper.evaluate_checkpoints(run["parameters"], images, labels, *running)
     for c in range(len(run["steps"])):
         model = fast_trainer.to_torch_model(torch.as_tensor(run["parameters"][c]), batch_norm)
         for layer, norm in enumerate(m for m in model if isinstance(m, bnlib.BatchNorm1d)):
@@ -199,10 +273,14 @@ def test_evaluation_equals_torch_eval_mode(batch_norm):
         model.eval()
         with torch.no_grad():
             logits = model(images)
-            sigmoid_inputs = model[:-2](images)  # everything up to the last sigmoid
-        assert accuracy[c] == pytest.approx((logits.argmax(1) == labels).double().mean().item())
-        expected = np.percentile(sigmoid_inputs.numpy(), (15, 50, 85), axis=0)
+            inputs = model[:-2](images)  # everything up to the last sigmoid
+        assert scores[c] == pytest.approx((logits.argmax(1) == labels).double().mean().item())
+        expected = np.percentile(inputs.numpy(), (15, 50, 85), axis=0)
         np.testing.assert_allclose(percentiles[c], expected, rtol=1e-9, atol=1e-12)
+        # notebook 06's checkpoint_model builds the same network in eval mode
+        ours = checkpoint_model(result, c, batch_norm)
+        assert not ours.training
+        torch.testing.assert_close(sigmoid_inputs(ours, images), inputs, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.slow

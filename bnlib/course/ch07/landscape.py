@@ -2,17 +2,18 @@
 
 Ioffe and Szegedy explained BN's speed-up by less "internal covariate shift": each layer's inputs keep
 a steadier distribution. Santurkar, Tsipras, Ilyas and Madry (2018, "How does batch normalization
-help optimization?") tested that story and found it wanting. Two of their experiments, small:
+help optimization?") tested that story and found it wanting. Three of their experiments, small:
 
-1. Noisy BN. Right after each BN layer, add noise that changes the distribution on purpose: at every
-   step, for every unit j, draw a scale s_j = exp(U(-log a, log a)) and a shift c_j = U(-b, b) and
-   output s_j BN(x)_j + c_j (non-unit variance, non-zero mean, redrawn each step). The next layer's
-   input then moves far more than in a network without BN, yet the network trains about as well as
-   with plain BN. (At test time the noise is off: s = 1, c = 0, its centre.)
-2. The loss landscape. At checkpoints during training, take the gradient g on a batch and look along
-   it: for step sizes eta, the loss L(w - eta g) and the gradient there. With BN the loss varies
-   less (a smaller range over the step sizes) and the gradient changes less,
-   ||grad L(w - eta g) - grad L(w)||: the gradient is more predictive, so larger steps are safe.
+1. Noisy BN (their section 2.1). Right after each BN layer, perturb every activation of every example with
+   noise of non-zero mean and non-unit scale, from distributions redrawn at every step. The next layer's
+   input then moves far more than in a network without BN, yet the network trains about as well as with
+   plain BN. At test time the noise is off.
+2. Internal covariate shift measured through the gradients (their section 2.2): how much a layer's weight
+   gradient changes when the layers before it take their step, ``gradient_shift``.
+3. The loss landscape (their section 3.1). At checkpoints during training, take the gradient g on a batch
+   and look along it: for step sizes s, the loss L(w - s g) and the gradient there. With BN the loss
+   varies less (a smaller range over the step sizes) and the gradient changes less,
+   ||grad L(w - s g) - grad L(w)||: the gradient is more predictive, so larger steps are safe.
 
 Which is why BN networks tolerate larger learning rates: we train with and without BN over a grid of
 learning rates and report the largest one that still trains.
@@ -33,41 +34,53 @@ from bnlib.course.training import accuracy, mnist, random_batches, train_mlp
 from bnlib.layers import BatchNorm1d
 
 NOISY_CONFIG = {"variants": ("none", "batch", "noisy batch"), "steps": 1500, "batch_size": 60, "lr": 0.1,
-                "seed": 0, "noise_scale": 2.0, "noise_shift": 1.0, "eval_every": 100, "units": 20}
+                "seed": 0, "noise_scale": 2.0, "noise_shift": 1.0, "noise_spread": 0.5, "eval_every": 100,
+                "units": 20}
+SHIFT_CONFIG = {"norms": ("none", "batch"), "steps": 1000, "batch_size": 60, "lr": 0.1, "seed": 0, "probe_every": 25}
 LANDSCAPE_CONFIG = {"norms": ("none", "batch"), "steps": 1000, "batch_size": 60, "lr": 0.1, "seed": 0,
                     "probe_every": 50, "step_multipliers": (0.5, 1, 2, 4)}
 MAX_LR_CONFIG = {"norms": ("none", "batch"), "lrs": (0.03, 0.1, 0.3, 1.0, 3.0, 10.0), "steps": 400,
                  "batch_size": 60, "seed": 0, "trains_if_accuracy_above": 0.9}
 
 
+def uniform(*shape):
+    """Independent draws from U(-1, 1), from torch's global generator (which ``chapter_mlp`` seeds)."""
+    return 2 * torch.rand(*shape) - 1
+
+
 class NoisyBatchNorm1d(nn.Module):
-    """BN followed, in training, by a random per-unit scale and shift redrawn at every forward pass:
-    y_j = s_j BN(x)_j + c_j with log s_j ~ U(-log a, log a) and c_j ~ U(-b, b).
+    """Batch norm, then (in training) noise on every activation of every example: Santurkar et al. 2018, 2.1.
 
-    The noise comes from torch's global generator, which ``chapter_mlp(seed=...)`` seeds: runs repeat."""
+    y_ij = m_ij BN(x)_ij + c_ij, with m_ij and c_ij drawn for each example i and unit j, from distributions
+    whose centres are redrawn at every forward pass: m_ij ~ s_j U(1 - r, 1 + r) and c_ij ~ b_j + U(-r, r),
+    log s_j ~ U(-log a, log a), b_j ~ U(-b, b). In eval mode the noise is off.
+    """
 
-    def __init__(self, num_features, scale=2.0, shift=1.0):
+    def __init__(self, num_features, scale=2.0, shift=1.0, spread=0.5):
         super().__init__()
-        if scale < 1 or shift < 0:
-            raise ValueError(f"need scale >= 1 and shift >= 0 (ranges of the noise), got {scale}, {shift}")
+        if scale < 1 or shift < 0 or not 0 <= spread < 1:
+            raise ValueError(f"need scale >= 1, shift >= 0 and 0 <= spread < 1 (ranges of the noise); "
+                             f"got {scale}, {shift}, {spread}")
         self.norm = BatchNorm1d(num_features)
-        self.scale, self.shift = scale, shift
+        self.scale, self.shift, self.spread = scale, shift, spread
 
     def forward(self, x):
-        out = self.norm(x)
+        x_hat = self.norm(x)
         if not self.training:
-            return out
-        units = out.shape[1]
-        s = torch.exp((2 * torch.rand(units) - 1) * np.log(self.scale))  # s_j = exp(U(-log a, log a))
-        c = (2 * torch.rand(units) - 1) * self.shift                      # c_j = U(-b, b)
-        return out * s + c
+            return x_hat
+        examples, units = x_hat.shape
+        scale_centre = torch.exp(uniform(units) * np.log(self.scale))  # s_j, this step's
+        shift_centre = uniform(units) * self.shift                       # b_j, this step's
+        multiplier = scale_centre * (1 + self.spread * uniform(examples, units))  # m_ij, per activation
+        offset = shift_centre + self.spread * uniform(examples, units)           # c_ij, per activation
+        return multiplier * x_hat + offset
 
 
 def make_variant(variant, config=NOISY_CONFIG):
     """The network of ``variant``: a ``NORMS`` key, or "noisy batch" (BN followed by the noise)."""
     if variant == "noisy batch":
-        return chapter_mlp(lambda units: NoisyBatchNorm1d(units, config["noise_scale"], config["noise_shift"]),
-                           seed=config["seed"])
+        return chapter_mlp(lambda units: NoisyBatchNorm1d(units, config["noise_scale"], config["noise_shift"],
+                                                          config["noise_spread"]), seed=config["seed"])
     return chapter_mlp(variant, seed=config["seed"])
 
 
@@ -108,6 +121,68 @@ def distribution_movement(input_mean, input_std, skip=100):
     return float(np.mean(input_mean[skip:].std(0) / input_std[skip:].mean(0)))
 
 
+def layer_parameters(model):
+    """Santurkar et al.'s layers: each Linear with the normalization that follows it, as lists of parameters."""
+    layers = []
+    for module in model:
+        if isinstance(module, nn.Linear):
+            layers.append(list(module.parameters()))
+        elif layers:
+            layers[-1] += list(module.parameters())
+    return layers
+
+
+def weight_gradients(model, images, labels):
+    """The gradient of the batch's mean cross-entropy with respect to each Linear layer's weight W_i."""
+    model.zero_grad()
+    nn.functional.cross_entropy(model(images), labels).backward()
+    return [module.weight.grad.clone() for module in model if isinstance(module, nn.Linear)]
+
+
+def gradient_shift(model, images, labels, lr):
+    """Internal covariate shift as Santurkar et al. define it (2018, section 2.2), for layers 2..k on one batch.
+
+    G_i is layer i's weight gradient with every layer at w_t, the gradient an SGD step applies to all layers
+    at once; G'_i is the same gradient after layers 1..i-1 took their step w - lr G (layers i..k still at
+    w_t). Returns ``(l2, cosine)``: ||G_i - G'_i|| and cos(G_i, G'_i), one per layer 2..k. Works on a copy.
+    """
+    twin = copy.deepcopy(model).train()
+    before = weight_gradients(twin, images, labels)                       # G_i, every layer at w_t
+    layers = layer_parameters(twin)
+    start = [[p.detach().clone() for p in layer] for layer in layers]
+    steps = [[-lr * p.grad for p in layer] for layer in layers]          # each layer's SGD step
+    l2, cosine = [], []
+    for i in range(1, len(layers)):
+        with torch.no_grad():  # layers 1..i-1 have taken their step; layer i-1 joins them now
+            for p, p0, step in zip(layers[i - 1], start[i - 1], steps[i - 1]):
+                p.copy_(p0 + step)
+        after = weight_gradients(twin, images, labels)[i]                # G'_i
+        l2.append((before[i] - after).norm().item())
+        cosine.append(nn.functional.cosine_similarity(before[i].flatten(), after.flatten(), dim=0).item())
+    return l2, cosine
+
+
+def internal_covariate_shift(config=SHIFT_CONFIG):
+    """``gradient_shift`` every ``probe_every`` steps of training, without and with BN (cached): ``l2`` and
+    ``cosine`` of shape (norms, probes, layers 2..k), measured on the batch each probed step trains on."""
+    def compute():
+        images, labels = mnist(train=True)
+        probes = list(range(0, config["steps"], config["probe_every"]))
+        batches = random_batches(len(labels), config["batch_size"], config["steps"], config["seed"])
+        l2, cosine = [], []
+        with tqdm(total=len(config["norms"]) * config["steps"], desc="gradient shift") as bar:
+            for norm in config["norms"]:
+                model, measured = chapter_mlp(norm, seed=config["seed"]), []
+                train_mlp(model, images, labels, batches, config["lr"], progress=bar, checkpoints=probes,
+                          on_checkpoint=lambda step: measured.append(
+                              gradient_shift(model, images[batches[step][0]], labels[batches[step][0]],
+                                             config["lr"])))
+                l2.append([m[0] for m in measured])
+                cosine.append([m[1] for m in measured])
+        return {"checkpoints": np.array(probes), "l2": np.array(l2), "cosine": np.array(cosine)}
+    return cached("ch07_internal_covariate_shift", config, compute)
+
+
 def gradient_at(model, images, labels):
     """(loss, flat gradient) on one batch."""
     model.zero_grad()
@@ -117,18 +192,18 @@ def gradient_at(model, images, labels):
 
 
 def probe_along_gradient(model, images, labels, step_sizes):
-    """Move from w along -g (g the gradient on the batch): (max - min of L(w - eta g) over the step
-    sizes, max over them of ||grad L(w - eta g) - g||). Works on a copy; ``model`` is untouched."""
+    """Move from w along -g, g the gradient on the batch: (the loss range max_s L(w - s g) - min_s L(w - s g),
+    the gradient change max_s ||grad L(w - s g) - g||) over the step sizes s. ``model`` is left untouched."""
     twin = copy.deepcopy(model).train()
     _, g = gradient_at(twin, images, labels)
-    start = parameters_to_vector(twin.parameters()).detach()
+    w = parameters_to_vector(twin.parameters()).detach()
     losses, changes = [], []
-    for eta in step_sizes:
+    for s in step_sizes:
         with torch.no_grad():
-            vector_to_parameters(start - eta * g, twin.parameters())
-        loss, moved = gradient_at(twin, images, labels)
+            vector_to_parameters(w - s * g, twin.parameters())  # one step of size s along -g
+        loss, gradient_there = gradient_at(twin, images, labels)
         losses.append(loss)
-        changes.append((moved - g).norm().item())
+        changes.append((gradient_there - g).norm().item())
     return max(losses) - min(losses), max(changes)
 
 
@@ -203,15 +278,41 @@ def landscape_figure():
     result, config = loss_landscape(), LANDSCAPE_CONFIG
     figure = Figure(figsize=(10, 3.6))
     axes = figure.subplots(1, 2)
-    for key, ax, label in zip(("loss_range", "gradient_change"), axes,
-                              ("loss range along the gradient", r"max $\|\nabla L(w - \eta g) - g\|$")):
+    labels = (r"loss range $\max_s L(w - s g) - \min_s L(w - s g)$",
+              r"gradient change $\max_s \|\nabla L(w - s g) - \nabla L(w)\|$")
+    for key, ax, label in zip(("loss_range", "gradient_change"), axes, labels):
         for k, norm in enumerate(config["norms"]):
             ax.semilogy(result["checkpoints"], result[key][k], "o-", ms=3, label="with BN" if norm == "batch" else "no BN")
         ax.set(xlabel="training step", ylabel=label)
         ax.legend(fontsize=8)
-    figure.suptitle(f"Step sizes {', '.join(str(k) for k in config['step_multipliers'])} x lr = {config['lr']}")
+    multipliers = ", ".join(f"{k:g}" for k in config["step_multipliers"])
+    figure.suptitle(f"Along the gradient g of a batch: step sizes s = {multipliers} x lr (lr = {config['lr']:g})")
     figure.tight_layout()
     return figure, {key: result[key] for key in ("checkpoints", "loss_range", "gradient_change")}
+
+
+def shift_figure():
+    """Santurkar et al.'s internal covariate shift per layer, without and with BN: median and quartiles over
+    the probed steps of the cosine between G and G' (left) and of ||G - G'|| (right)."""
+    result, config = internal_covariate_shift(), SHIFT_CONFIG
+    layers = np.arange(2, result["cosine"].shape[2] + 2)
+    figure = Figure(figsize=(10, 3.6))
+    data = {"layers": layers}
+    for ax, key, label in zip(figure.subplots(1, 2), ("cosine", "l2"),
+                              (r"$\cos(G_i, G'_i)$ (1: no shift)", r"$\|G_i - G'_i\|$ (0: no shift)")):
+        for k, norm in enumerate(config["norms"]):
+            low, median, high = np.percentile(result[key][k], (25, 50, 75), axis=0)
+            name = "with BN" if norm == "batch" else "no BN"
+            ax.errorbar(layers + 0.1 * (2 * k - 1), median, yerr=(median - low, high - median), fmt="o", capsize=4,
+                        label=f"{name} (median, quartiles)")
+            data.setdefault(name, {})[key] = median
+        ax.set(xticks=layers, xticklabels=[f"layer {i}" + (" (output)" if i == layers[-1] else "") for i in layers],
+               ylabel=label)
+        ax.legend(fontsize=8)
+    figure.suptitle(f"Gradient change of layer i when layers 1..i-1 take their step (every {config['probe_every']} "
+                    f"of {config['steps']} steps, lr {config['lr']:g})")
+    figure.tight_layout()
+    return figure, data
 
 
 def learning_rate_figure():
@@ -232,5 +333,5 @@ def learning_rate_figure():
     return figure, data
 
 
-FIGURES = {"ch07_noisy_batch_norm": noisy_figure, "ch07_loss_landscape": landscape_figure,
-           "ch07_max_learning_rate": learning_rate_figure}
+FIGURES = {"ch07_noisy_batch_norm": noisy_figure, "ch07_internal_covariate_shift": shift_figure,
+           "ch07_loss_landscape": landscape_figure, "ch07_max_learning_rate": learning_rate_figure}

@@ -1,0 +1,212 @@
+"""Checks for notebook 06, the paper's MNIST experiment: one unit's drift, Algorithm 2 by hand, the replay of
+the running mean, and two predictions checked against the runs themselves."""
+
+import copy
+
+import numpy as np
+import torch
+
+from bnlib.course import drift
+from bnlib.course.ch06 import paper
+from bnlib.course.ch06.checkpoints import checkpoint_model
+from bnlib.course.exercises.checks import call, check_choice, not_yet, passed
+from bnlib.course.training import accuracy, mnist
+from bnlib.running_stats import batch_norm_layers, recompute_population_statistics, replay_ema
+
+DRIFT_START = int(paper.DRIFT_START * paper.PAPER["steps"])  # step 5,000, as in findings()
+DRIFT_UNITS = ((0, 3), (1, 17), (0, 58), (1, 91))            # (network, unit): both networks, a few units
+POPULATION_STEP, POPULATION_EXAMPLES = 1_000, 6_000           # the checkpoint and the training images used
+REPLAY_STEPS, REPLAY_MOMENTUM = 500, 0.05
+SHORT_RUN = {"steps": 3_000, "checkpoints": 30}               # the batch-size explorer's short run
+SLOW_MOMENTUM, SLOW_STEP = 0.001, 1_000
+
+
+def _first_mistake(answer, mistakes, rtol):
+    """The hint of the first known mistake that ``answer`` reproduces, or None."""
+    for value, hint in mistakes:
+        if np.shape(value) == np.shape(answer) and np.allclose(answer, value, rtol=rtol, atol=1e-12):
+            return hint
+    return None
+
+
+def check_unit_drift(unit_drift):
+    """``unit_drift(bands, steps, start)``: one unit's drift from its (checkpoints, 3) percentiles."""
+    __tracebackhide__ = True  # noqa: F841
+    run = paper.run_paper_experiment(progress=False)
+    steps = run["steps"]
+    t0 = drift.start_index(steps, DRIFT_START)
+    for net, unit in DRIFT_UNITS:
+        bands = run["percentiles"][:, net, :, unit].astype(np.float64)  # (checkpoints, 3): p15, p50, p85
+        answer = call(unit_drift, bands, steps, DRIFT_START)
+        if answer.size != 1:
+            not_yet(f"Return one number, the unit's drift (got an array of shape {answer.shape}).")
+        expected = drift.unit_drifts(bands[:, :, None], steps, DRIFT_START)[0]
+        if np.isclose(answer.item(), expected, rtol=1e-9):
+            continue
+        median, width = bands[:, 1], bands[:, 2] - bands[:, 0]
+        moved = median[-1] - median[t0]
+        mistakes = [
+            (abs(moved), "That is how far the median moved; divide it by the unit's band width (p85 - p15)."),
+            (moved / width[t0:].mean(), "A drift is a distance: take the absolute value of the median's move."),
+            (abs(moved) / width[t0], "Average the band width over every checkpoint from t0 to the end, not "
+                                     "only the first one."),
+            (abs(moved) / width[-1], "Average the band width over every checkpoint from t0 to the end, not "
+                                     "only the last one."),
+            (abs(moved) / width.mean(), "Average the band width over the checkpoints from t0 on, not from step 0."),
+            (abs(median[-1] - median[0]) / width.mean(), "Start at the first checkpoint at or after step `start` "
+                                                         "(drift.start_index), not at step 0."),
+        ]
+        not_yet(_first_mistake(answer.item(), mistakes, 1e-9) or
+                "drift = |median(T) - median(t0)| / (p85 - p15 averaged over the checkpoints t0..T), with t0 the "
+                "first checkpoint at or after `start`; `bands[:, 1]` holds the medians.")
+    passed("The median's move in band widths: 1 would mean it moved by a whole 15-85 band.")
+
+
+def _population_case():
+    """The BN network at step ``POPULATION_STEP`` and batches of 60 of the first training images."""
+    run = paper.run_paper_experiment(progress=False)
+    model = checkpoint_model(run, list(run["steps"]).index(POPULATION_STEP))
+    images, _ = mnist(train=True)
+    return model, list(images[:POPULATION_EXAMPLES].split(paper.PAPER["batch_size"]))
+
+
+def _layer_inputs(model, batches, upto=7, train_mode=True):
+    """The input of a BN layer (``model[:upto]``; 7 for the last one) for each batch, float64."""
+    model = copy.deepcopy(model).train(train_mode)
+    with torch.no_grad():
+        return [model[:upto](batch).double() for batch in batches]
+
+
+def _algorithm2(inputs, unbiased=True):
+    """(E[mu_B], m/(m-1) E[sigma_B^2]) over the batches' inputs; the plain E[sigma_B^2] if not ``unbiased``."""
+    m = len(inputs[0])
+    mean = torch.stack([z.mean(0) for z in inputs]).mean(0)
+    var = torch.stack([z.var(0, unbiased=False) for z in inputs]).mean(0) * (m / (m - 1) if unbiased else 1)
+    return np.stack([mean.numpy(), var.numpy()])
+
+
+def _as_pair(value):
+    if value is None:
+        return None
+    try:
+        mean, var = value
+    except (TypeError, ValueError):
+        raise ValueError("return a pair (mean, var), two arrays of 100 values") from None
+    return np.stack([np.asarray(torch.as_tensor(v).detach(), dtype=np.float64) for v in (mean, var)])
+
+
+def check_population_statistics(population_statistics):
+    """``population_statistics(model, batches) -> (mean, var)``: Algorithm 2 for the last BN layer's input."""
+    __tracebackhide__ = True  # noqa: F841
+    if not callable(population_statistics):
+        call(population_statistics)  # refused with the shared message: not answered, or not a function
+    model, batches = _population_case()
+    answer = call(lambda *args: _as_pair(population_statistics(*args)), copy.deepcopy(model), batches)
+    if answer.shape != (2, 100):
+        not_yet(f"Return (mean, var) for the 100 units of the last BN layer; got shape {answer.shape[1:]} each.")
+    reference = batch_norm_layers(recompute_population_statistics(copy.deepcopy(model), batches))[-1]
+    expected = np.stack([reference.running_mean.double().numpy(), reference.running_var.double().numpy()])
+    close = lambda a, b: np.allclose(a, b, rtol=1e-4, atol=1e-6 * np.abs(expected).max())  # noqa: E731
+    if close(answer, expected):
+        passed("E[mu_B] and m/(m-1) E[sigma_B^2] over the batches, the frozen network run as in training.")
+        return
+    m = len(batches[0])
+    not_yet(next((text for value, text in _population_mistakes(model, batches) if close(answer, value())), None) or
+            "Per batch: z = model[:7](batch) in train mode, its mean and biased variance over the batch; then "
+            f"average both over the batches and multiply the variance by m/(m-1) = {m}/{m - 1}.")
+
+
+def _population_mistakes(model, batches):
+    """(what a common mistake computes, computed only when asked; its hint) for Algorithm 2 by hand."""
+    m = len(batches[0])
+
+    def pooled(unbiased):
+        z = torch.cat(_layer_inputs(model, batches))
+        return np.stack([z.mean(0).numpy(), z.var(0, unbiased=unbiased).numpy()])
+
+    return [
+        (lambda: _algorithm2(_layer_inputs(model, batches), unbiased=False),
+         f"Algorithm 2 stores the unbiased variance: m/(m-1) = {m}/{m - 1} times the average of the batch variances."),
+        (lambda: pooled(True), "Average the per-batch variances sigma_B^2: the variance of all the examples pooled "
+                               "also counts how the batch means scatter."),
+        (lambda: pooled(False), "Average the per-batch variances sigma_B^2 (times m/(m-1)), not the variance of the "
+                                "pooled examples."),
+        (lambda: _algorithm2(_layer_inputs(model, batches, train_mode=False)),
+         "Run the batches as in training (model.train()): the earlier BN layers must normalize each batch with "
+         "its own statistics, not with running averages."),
+        (lambda: _algorithm2(_layer_inputs(model, batches, upto=1)),
+         "Those are the statistics of the first BN layer's input; the exercise asks for the last one, model[:7]."),
+        (lambda: _algorithm2(_layer_inputs(model, batches, upto=4)),
+         "Those are the statistics of the second BN layer's input; the exercise asks for the last one, model[:7]."),
+    ]
+
+
+def check_replay(replay_running_mean):
+    """``replay_running_mean(batch_means, momentum)``: the running mean after each step, from 0."""
+    __tracebackhide__ = True  # noqa: F841
+    run = paper.run_paper_experiment(progress=False)
+    values = run["batch_mean"][:REPLAY_STEPS, 2].astype(np.float64)  # (steps, 100), the last BN layer
+    answer = call(replay_running_mean, values, REPLAY_MOMENTUM)
+    if answer.shape != values.shape:
+        not_yet(f"Return the running mean after every step, one row per step: shape {values.shape}, "
+                f"got {answer.shape}.")
+    m = REPLAY_MOMENTUM
+    expected = replay_ema(values, m, 0.0)
+    from_first = replay_ema(values[1:], m, values[0])
+    mistakes = [
+        (replay_ema(values, 1 - m, 0.0), "That is the Keras convention: in PyTorch momentum is the weight of the "
+                                         "NEW batch, running = (1 - m) running + m batch."),
+        (np.concatenate([values[:1], from_first]), "torch starts running_mean at 0, not at the first batch's mean."),
+    ]
+    if np.allclose(answer, expected, rtol=1e-9, atol=1e-12):
+        passed("running = (1 - m) running + m mu_B, from 0: what BatchNorm1d keeps, replayed after training.")
+        return
+    not_yet(_first_mistake(answer, mistakes, 1e-9) or
+            "Start from running = 0; for each step t: running = (1 - momentum) * running + momentum * "
+            "batch_means[t], and keep a copy of every step's value.")
+
+
+def _compare(low, high, ratio=1.5):
+    """"more" when ``high`` exceeds ``low`` by a factor ``ratio``, "less" the other way, else "about the same"."""
+    if high > ratio * low:
+        return "more"
+    if low > ratio * high:
+        return "less"
+    return "about the same"
+
+
+def check_drift_at_batch_two(prediction):
+    """``prediction``: does the BN network drift "more", "less" or "about the same" at batch 2 as at 60?"""
+    __tracebackhide__ = True  # noqa: F841
+    drifts = {size: paper.findings(paper.run_paper_experiment(progress=False, batch_size=size, **SHORT_RUN))
+              ["drift"]["batch norm"] for size in (2, paper.PAPER["batch_size"])}
+    expected = _compare(drifts[paper.PAPER["batch_size"]], drifts[2])
+    check_choice(prediction, expected, ("more", "less", "about the same"),
+                 f"With BN, the drift at batch 2 is {drifts[2] / drifts[paper.PAPER['batch_size']]:.0f} times the drift at batch 60: each "
+                 "unit's normalized value is +-1, and the network keeps chasing it.",
+                 "Move the batch-size explorer to 2 and to 60 and compare the BN network's drift in its readout.")
+
+
+def _slow_momentum_accuracies():
+    """Test accuracy at step ``SLOW_STEP`` with momentum-``SLOW_MOMENTUM`` running averages and with Algorithm 2."""
+    run = paper.run_paper_experiment(progress=False)
+    test_images, test_labels = mnist(train=False)
+    train_images, _ = mnist(train=True)
+    model = checkpoint_model(run, list(run["steps"]).index(SLOW_STEP), momentum=SLOW_MOMENTUM)
+    running = accuracy(model, test_images, test_labels)
+    recompute_population_statistics(model, train_images.split(paper.PAPER["batch_size"]))
+    return running, accuracy(model, test_images, test_labels)
+
+
+def check_slow_momentum(prediction):
+    """``prediction``: at step 1,000, is the accuracy with momentum 0.001 "lower", "higher" or "about the same"
+    as with Algorithm 2's statistics?"""
+    __tracebackhide__ = True  # noqa: F841
+    running, population = _slow_momentum_accuracies()
+    expected = "lower" if running < population - 0.02 else "higher" if running > population + 0.02 else \
+        "about the same"
+    check_choice(prediction, expected, ("lower", "higher", "about the same"),
+                 "Momentum 0.001 averages over about 1,000 steps, most of them taken by a network that has "
+                 "since changed: its statistics are stale.",
+                 "Set the momentum explorer to 0.001 and compare its running-average and Algorithm 2 curves early "
+                 "in training.")
