@@ -90,14 +90,17 @@ def readout_html(text):
 
 
 def fit_control(control):
-    """Give a control the width of its grid column and a label that is never cut (unless set already)."""
+    """Give a slider the width of its grid column, and every control a label that is never cut (unless
+    the explorer set them already)."""
     style = getattr(control, "style", None)
     if getattr(control, "description", "") and style is not None and hasattr(style, "description_width"):
         style.description_width = style.description_width or "initial"
     if isinstance(control, widgets.Checkbox):
         control.indent = False
-    if control.layout.width is None:
-        control.layout.width = "auto" if isinstance(control, widgets.Checkbox) else "100%"
+    if control.layout.width is None and isinstance(control, widgets.Checkbox):
+        control.layout.width = "auto"
+    elif control.layout.width is None and "Slider" in type(control).__name__:
+        control.layout.width = "100%"  # the column's width: a long track
     return control
 
 
