@@ -18,8 +18,11 @@ test-fast: setup-test
 lab: data
 	$(VENV)/bin/jupyter lab --ServerApp.root_dir=. notebooks/01_input_normalization.ipynb
 
+# The classroom app: every explorer, chapter by chapter, no code. What is slow the first time is computed
+# first, in this terminal; then Voila serves the app (settings in notebooks/app/voila.json).
 app: data
-	$(VENV)/bin/voila notebooks/06_mnist_percentiles.ipynb
+	$(PY) -m bnlib.course.widgets.app
+	$(VENV)/bin/voila --Voila.config_file_paths=notebooks/app notebooks/app/classroom.ipynb
 
 assignments: data
 	$(PY) -m bnlib.course.classroom assignments

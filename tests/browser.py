@@ -1,12 +1,13 @@
-"""Drive the course in a real browser: JupyterLab and Voila servers, headless Chromium, explorer moves.
+"""Drive the course in a real browser: JupyterLab and Voila servers, headless Chromium, the notebooks
+that build explorers. (What a learner does with an explorer is in ``browser_explorers``.)
 
 The servers run on 127.0.0.1 with a random free port and token, with their runtime, config, data,
 settings and workspace folders in a temporary directory, so nothing of the user's Jupyter set-up is
-read or touched. Chromium is Debian's, driven by the ``playwright`` package (which never downloads a
-browser here). An explorer is a ``bnlib.course.widgets.Explorer``: its controls, an HTML readout
-(``.bn-readout``, ``.bn-error`` when ``draw`` raised) and a PNG image (``.bn-plot``).
+read or touched (nbgrader's extensions are switched off there). Chromium is Debian's, driven by the
+``playwright`` package (which never downloads a browser here), in a 1280 x 800 window.
 """
 
+import ast
 import json
 import os
 import secrets
@@ -25,11 +26,18 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
 HOW_TO_ENABLE = ("The browser tests need Debian's Chromium at /usr/bin/chromium and the playwright package: "
                  "`sudo apt-get install chromium` and `pip install playwright` "
                  "(never `playwright install`: the system browser is used).")
-# Text that JupyterLab or ipywidgets show when a cell or a widget failed.
-ERROR_MARKS = ("Traceback (most recent call last)", "Error displaying widget", "Error rendering output",
-               "Failed to display Jupyter Widget")
 NO_NEWS = {"@jupyterlab/apputils-extension/notification.jupyterlab-settings":
            {"checkForUpdates": False, "fetchNews": "false"}}
+# nbgrader's server and JupyterLab extensions (formgrader, assignment list...) have no course here: off in the
+# servers' own config folder, so JupyterLab starts as a learner's does without them.
+NBGRADER_SERVER_EXTENSIONS = ("formgrader", "validate_assignment", "assignment_list", "course_list")
+NO_NBGRADER = {
+    "jupyter_server_config.json": {"ServerApp": {"jpserver_extensions": {
+        f"nbgrader.server_extensions.{name}": False for name in NBGRADER_SERVER_EXTENSIONS}}},
+    "labconfig/page_config.json": {"disabledExtensions": {"@jupyter/nbgrader": True}},
+}
+SCREEN = {"width": 1280, "height": 800}  # a projector's screen: every explorer must fit it, controls included
+WIDE_SCREEN = {"width": 1920, "height": 1080}
 
 
 def missing_browser():
@@ -43,11 +51,60 @@ def missing_browser():
     return None
 
 
+def python_of(cell_source):
+    """A code cell as plain Python (magics such as ``%matplotlib inline`` turned into calls), or "" if it
+    does not parse."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    try:
+        return ast.parse(TransformerManager().transform_cell(cell_source))
+    except SyntaxError:
+        return ast.parse("")
+
+
+def explorer_calls(tree, aliases):
+    """How many calls of ``*_explorer(...)`` from ``bnlib.course.widgets`` the code ``tree`` makes.
+
+    ``aliases`` maps the names bound so far to what they import (updated with this code's imports): a call
+    counts if its function is such a name (``from bnlib.course.widgets import ema_explorer``) or an
+    attribute of one (``widgets.ema_explorer`` after ``from bnlib.course import widgets``,
+    ``bnlib.course.widgets.ema_explorer`` after ``import bnlib.course.widgets``).
+    """
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                aliases[alias.asname or alias.name.split(".")[0]] = alias.name if alias.asname else alias.name.split(".")[0]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            for alias in node.names:
+                aliases[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+    count = 0
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        parts, function = [], node.func
+        while isinstance(function, ast.Attribute):
+            parts.insert(0, function.attr)
+            function = function.value
+        if not isinstance(function, ast.Name) or function.id not in aliases:
+            continue
+        target = ".".join([aliases[function.id], *parts])
+        if target.startswith("bnlib.course.widgets.") and target.endswith("_explorer"):
+            count += 1
+    return count
+
+
 def widget_notebooks(folder):
-    """The notebooks of ``folder`` that build explorers (their code mentions ``bnlib.course.widgets``)."""
-    return [path for path in sorted(Path(folder).glob("*.ipynb"))
-            if any("bnlib.course.widgets" in "".join(cell["source"])
-                   for cell in json.loads(path.read_text())["cells"] if cell["cell_type"] == "code")]
+    """``{notebook: number of explorers}`` for the notebooks of ``folder`` whose code cells call an explorer
+    (any ``*_explorer(...)`` function of ``bnlib.course.widgets``)."""
+    found = {}
+    for path in sorted(Path(folder).glob("*.ipynb")):
+        aliases, count = {}, 0
+        for cell in json.loads(path.read_text())["cells"]:
+            if cell["cell_type"] == "code":
+                count += explorer_calls(python_of("".join(cell["source"])), aliases)
+        if count:
+            found[path] = count
+    return found
 
 
 def copy_course(root, destination):
@@ -143,13 +200,17 @@ class Server:
         assert not left, f"server processes {left} survived the shutdown"
 
 
+def write_json_files(folder, files):
+    for name, values in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(json.dumps(values))
+
+
 def start_lab(course, home, open_file):
     """JupyterLab as ``make lab`` starts it (the course folder as root, ``open_file`` to open first), with
-    the news toast off and ``window.jupyterapp`` exposed."""
-    settings = home / "settings"
-    for name, values in NO_NEWS.items():
-        (settings / name).parent.mkdir(parents=True, exist_ok=True)
-        (settings / name).write_text(json.dumps(values))
+    the news toast and nbgrader off and ``window.jupyterapp`` exposed."""
+    write_json_files(home / "settings", NO_NEWS)
+    write_json_files(home / "config", NO_NBGRADER)
     port, token = free_port(), secrets.token_hex(16)
     argv = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
             f"--IdentityProvider.token={token}", "--allow-root", "--LabApp.news_url=None",
@@ -157,20 +218,31 @@ def start_lab(course, home, open_file):
     return Server(argv, course, home, port, token).wait_until_listening()
 
 
-def start_voila(notebook, home):
-    """Voila serving one notebook as an app: no code, tracebacks shown."""
+def start_voila(notebook, home, config_folder, *options):
+    """Voila serving one notebook as an app, as ``make app`` starts it: its settings from ``voila.json`` in
+    ``config_folder``, then ``options`` (command-line settings), tracebacks shown."""
     port, token = free_port(), secrets.token_hex(16)
     argv = [sys.executable, "-m", "voila", str(notebook), "--no-browser", f"--port={port}",
             "--Voila.ip=127.0.0.1", f"--token={token}", "--show_tracebacks=True",
-            "--VoilaConfiguration.extension_denylist=['jupyterlab-jupytext','@jupyter-notebook/lab-extension']"]
+            f"--Voila.config_file_paths={config_folder}", *options]
     return Server(argv, notebook.parent, home, port, token).wait_until_listening()
+
+
+def kernels(server):
+    """The server's live kernel processes (Voila's API does not list them)."""
+    def is_kernel(pid):
+        try:
+            return b"ipykernel_launcher" in Path(f"/proc/{pid}/cmdline").read_bytes() and alive(pid)
+        except OSError:
+            return False
+    return [pid for pid in descendants(server.process.pid) if is_kernel(pid)]
 
 
 def launch_chromium(playwright, profile):
     """Debian's Chromium, headless, with a fresh profile folder."""
     return playwright.chromium.launch_persistent_context(
-        str(profile), executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS,
-        viewport={"width": 1400, "height": 1400})
+        str(profile), executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS, viewport=SCREEN,
+        device_scale_factor=1)
 
 
 def wait_for(condition, timeout, message):
@@ -214,142 +286,3 @@ def run_all(page, timeout):
         }
         return outcome;
     }""")
-
-
-def page_errors(page):
-    """Texts of error outputs and failed widgets on the page, and of explorers showing an error."""
-    outputs = page.locator(".jp-OutputArea-output:not(:has(.bn-explorer))").all_inner_texts()
-    failed = [text for text in outputs if any(mark in text for mark in ERROR_MARKS)]
-    return failed + page.locator(".bn-error").all_inner_texts()
-
-
-def plot_digest(explorer):
-    """SHA-256 of the PNG bytes the explorer's image shows (fetched from its blob URL in the page)."""
-    return explorer.locator(".bn-plot").evaluate("""async img => {
-        const bytes = await (await fetch(img.src)).arrayBuffer();
-        const digest = await crypto.subtle.digest('SHA-256', bytes);
-        return Array.from(new Uint8Array(digest), b => b.toString(16).padStart(2, '0')).join('');
-    }""")
-
-
-def state(explorer):
-    """What the learner sees: (readout text, plot digest)."""
-    return explorer.locator(".bn-readout").inner_text(), plot_digest(explorer)
-
-
-def settle(explorer, idle, timeout=120):
-    """Wait until the explorer has shown the same thing for a while and ``idle()`` (the kernel is idle)
-    holds: during a drag the callback lags the control. Without a view of the kernel (Voila), wait longer."""
-    quiet_for = 0.5 if idle else 2.0
-    last = {"state": None, "since": time.monotonic()}
-
-    def steady():
-        now = state(explorer)
-        if now != last["state"]:
-            last.update(state=now, since=time.monotonic())
-        return time.monotonic() - last["since"] > quiet_for and (idle is None or idle()) and now
-
-    return wait_for(steady, timeout, lambda: f"the explorer kept changing for {timeout} s")
-
-
-def controls(explorer):
-    """The control widgets of an explorer: the children of its first row."""
-    return explorer.locator(":scope > .widget-hbox").first.locator(":scope > *").all()
-
-
-def describe(control):
-    label = control.locator(".widget-label").first
-    return label.inner_text().strip() if label.count() else control.get_attribute("class")
-
-
-def drag_slider(page, control):
-    """Drag the noUi handle to a quarter of the track from the far end (snaps even with two options)."""
-    handle = control.locator(".noUi-handle").first
-    handle.scroll_into_view_if_needed()
-    grip, track = handle.bounding_box(), control.locator(".noUi-target").first.bounding_box()
-    x, y = grip["x"] + grip["width"] / 2, grip["y"] + grip["height"] / 2
-    target = track["x"] + track["width"] * (0.75 if x < track["x"] + track["width"] / 2 else 0.25)
-    page.mouse.move(x, y)
-    page.mouse.down()
-    page.mouse.move(target, y, steps=10)
-    page.mouse.up()
-
-
-def press_slider(page, control):
-    """Focus the noUi handle and press ArrowRight (ArrowLeft at the right end)."""
-    handle = control.locator(".noUi-handle").first
-    at_end = float(handle.get_attribute("aria-valuenow")) >= float(handle.get_attribute("aria-valuemax"))
-    handle.focus()
-    page.keyboard.press("ArrowLeft" if at_end else "ArrowRight")
-
-
-def pick_other_option(page, control):
-    """Select a different option of a dropdown (the next one, or the first at the end)."""
-    select = control.locator("select").first
-    current = select.evaluate("s => s.selectedIndex")
-    select.select_option(index=(current + 1) % select.locator("option").count())
-
-
-def click_other_button(page, control):
-    control.locator("button:not(.mod-active)").first.click()
-
-
-def click_checkbox(page, control):
-    control.locator("input[type=checkbox]").first.click()
-
-
-def moves(control):
-    """How to move a control, as (description, action) pairs: sliders by drag and by keyboard."""
-    kind = control.get_attribute("class") or ""
-    if "widget-slider" in kind:
-        return [("drag", drag_slider), ("keyboard", press_slider)]
-    if "widget-dropdown" in kind:
-        return [("select another option", pick_other_option)]
-    if "widget-toggle-buttons" in kind:
-        return [("click another button", click_other_button)]
-    if "widget-checkbox" in kind:
-        return [("click", click_checkbox)]
-    raise AssertionError(f"the browser test does not know how to move a control with classes {kind!r}; "
-                         "teach tests/browser.py (`moves`)")
-
-
-def exercise(page, explorer, name, screenshots, idle=None, timeout=120):
-    """Move every control of an explorer in each way a learner would; after each move the readout and
-    the plot must both change (every readout states what each of its controls sets), and no error may
-    show. Writes a screenshot of the explorer after each move. ``idle()`` tells whether the notebook's
-    kernel is idle, when the server lets us know."""
-    explorer.scroll_into_view_if_needed()
-    before = settle(explorer, idle, timeout)
-    found = controls(explorer)
-    assert found, f"{name} has no controls"
-    for number, control in enumerate(found, 1):
-        for how, move in moves(control):
-            what = f"{name}, control {describe(control)!r} moved by {how}"
-            move(page, control)
-            try:
-                wait_for_change(page, explorer, before, what, timeout)
-                before = settle(explorer, idle, timeout)
-                assert_no_errors(page, what)
-            finally:
-                explorer.screenshot(path=screenshots / f"{name} control {number} {how}.png".replace(" ", "_"))
-
-
-def assert_no_errors(page, what):
-    errors = page_errors(page)
-    assert not errors, f"{what}: an error shows on the page:\n" + "\n".join(errors)
-
-
-def wait_for_change(page, explorer, before, what, timeout):
-    """Wait until both the readout and the plot differ from ``before``; fail at once on an error."""
-    def changed():
-        assert_no_errors(page, what)
-        now = state(explorer)
-        return now[0] != before[0] and now[1] != before[1] and now
-
-    def what_happened():
-        readout, plot = state(explorer)
-        return (f"{what}: after {timeout} s the readout {'changed' if readout != before[0] else 'did not change'}"
-                f" ({before[0]!r} -> {readout!r}) and the plot image "
-                f"{'changed' if plot != before[1] else 'did not change'}")
-
-    return wait_for(changed, timeout, what_happened)

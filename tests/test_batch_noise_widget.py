@@ -18,7 +18,7 @@ def test_explorer_updates_at_its_extremes(batch_size, unit):
     explorer.controls["unit"].value = unit
     explorer.controls["batch_size"].value = batch_size
     assert explorer.error is None, explorer.readout.value
-    assert f"batch {batch_size}, unit {unit}" in explorer.readout.value
+    assert f"batch {batch_size}, unit {unit}" in explorer.text
     assert explorer.image.value[:4] == b"\x89PNG"
 
 
@@ -39,4 +39,4 @@ def test_readout_states_the_units_true_mean_and_sigma():
     explorer = batch_noise_explorer()
     explorer.controls["unit"].value = 3
     values = unit_activations()[:, 3].astype(np.float64)
-    assert f"unit 3 (mean {values.mean():.3f}, sigma {values.std():.3f})" in explorer.readout.value
+    assert f"unit 3 (mean {values.mean():.3f}, sigma {values.std():.3f})" in explorer.text

@@ -169,16 +169,17 @@ def test_explorer_updates_at_the_extremes():
             assert explorer.image.value != before
     controls["keras_mistake"].value = True        # momentum slider at 1: the mistake uses momentum 0
     assert explorer.error is None, explorer.readout.value
-    assert "momentum used 0 " in explorer.readout.value
+    assert "momentum used 0, the Keras value" in explorer.text
 
 
 def test_explorer_readout_reports_the_keras_mistake():
     explorer = ema_explorer()
     explorer.controls["momentum"].value = 0.01
     explorer.controls["keras_mistake"].value = True
-    assert "momentum used 0.99" in explorer.readout.value
+    assert "momentum used 0.99, the Keras value 1 - m by mistake" in explorer.text
     explorer.controls["momentum"].value = 1.0   # the mistake then uses momentum 0: the average never moves
-    assert "momentum used 0" in explorer.readout.value and "never settles" in explorer.readout.value
+    assert explorer.text.startswith("never settles: the start value 0 still weighs 100% (over 0.1%) at step 999")
+    assert "momentum used 0, the Keras value" in explorer.text
 
 
 @pytest.mark.parametrize("start, name, value", [
@@ -200,5 +201,34 @@ def test_readout_states_what_the_drift_and_the_noise_cost():
     explorer.controls["drift"].value = 0.01
     explorer.controls["noise"].value = 0.5
     m = explorer.controls["momentum"].value
-    assert f"trails by {0.01 * (1 - m) / m:.3g}" in explorer.readout.value
-    assert f"averaged to {0.5 * np.sqrt(m / (2 - m)):.3g}" in explorer.readout.value
+    assert f"trails by {0.01 * (1 - m) / m:.3g}" in explorer.text
+    assert f"averaged to {0.5 * np.sqrt(m / (2 - m)):.3g}" in explorer.text
+
+
+def test_readout_leads_with_the_error_once_settled():
+    explorer = ema_explorer()
+    result = track(0.1, steps=1000, drift=0.003, noise=0.3, seed=0)
+    assert explorer.text.startswith(f"RMS error {result['rms']:.3f} = lag {result['lag_error']:.3f} (+) noise "
+                                    f"{result['noise_error']:.3f} from step {result['settled']}")
+
+
+@pytest.mark.parametrize("momentum", np.linspace(0.0050, 0.0075, 26))
+def test_never_settles_only_while_the_start_weighs_over_a_thousandth(momentum):
+    """Around momentum 0.006 the start still weighs a few tenths of a percent at the last step: the readout
+    says so with digits that show it is over 0.1% (never "0%"), and otherwise gives the error."""
+    explorer = ema_explorer()
+    explorer.controls["momentum"].value = momentum
+    left = initial_weight(momentum, 999)
+    if explorer.text.startswith("never settles"):
+        shown = float(explorer.text.split("weighs ")[1].split("%")[0])
+        assert shown > 0.1 and shown == pytest.approx(100 * left, rel=0.05)
+    else:
+        assert explorer.text.startswith("RMS error") and left <= 1e-3
+
+
+def test_legend_lists_only_the_lines_shown():
+    explorer = ema_explorer()
+    labels = lambda: [text.get_text() for text in explorer.draw(**explorer.values())[0].axes[0].get_legend().get_texts()]
+    assert any(label.startswith("start forgotten") for label in labels())
+    explorer.controls["momentum"].value = 0.001  # the start is never forgotten within 1000 steps
+    assert not any(label.startswith("start forgotten") for label in labels())

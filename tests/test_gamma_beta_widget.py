@@ -5,7 +5,8 @@ import pytest
 from explorer_checks import assert_control_changes_readout_and_plot
 
 from bnlib.course.widgets import gamma_beta_explorer
-from bnlib.course.widgets.gamma_beta import SATURATION, gamma_beta_readout, pre_activations
+from bnlib.course.widgets.gamma_beta import SATURATION, Y_RANGE, gamma_beta_readout, pre_activations
+from bnlib.normalization import batch_norm_forward
 
 
 @pytest.fixture(scope="module")
@@ -21,12 +22,12 @@ def test_extremes_redraw_without_error(explorer, gamma, beta):
         control.value = getattr(control, end)
     assert explorer.error is None
     assert explorer.image.value[:4] == b"\x89PNG"
-    assert f"beta {explorer.controls['beta'].value:.2f}" in explorer.readout.value
+    assert f"beta {explorer.controls['beta'].value:.2f}" in explorer.text
 
 
 def test_readout_mean_is_beta_and_std_is_gamma(explorer):
     explorer.controls["gamma"].value, explorer.controls["beta"].value = 2.0, -1.5
-    assert "mean -1.50" in explorer.readout.value and "std 2.00" in explorer.readout.value
+    assert "mean -1.50" in explorer.text and "std 2.00" in explorer.text
 
 
 def test_saturation_fraction():
@@ -38,9 +39,22 @@ def test_saturation_fraction():
 
 def test_sliders_move_the_unit_into_and_out_of_saturation(explorer):
     explorer.controls["gamma"].value, explorer.controls["beta"].value = 0.5, 0.0
-    assert "saturated (|y| over 4): 0.0%" in explorer.readout.value
+    assert explorer.text.startswith("saturated: 0.0% of the batch (|y| over 4)")
     explorer.controls["gamma"].value, explorer.controls["beta"].value = 0.5, 8.0
-    assert "saturated (|y| over 4): 100.0%" in explorer.readout.value
+    assert explorer.text.startswith("saturated: 100.0% of the batch (|y| over 4)")
+
+
+def test_values_beyond_the_histogram_are_counted_not_piled_at_its_edge(explorer):
+    """At gamma 6 and beta 8 part of y lies beyond +12: the histogram's last bin holds only the values that
+    fall in it, and a note at the edge gives the share beyond."""
+    explorer.controls["gamma"].value, explorer.controls["beta"].value = 6.0, 8.0
+    y = batch_norm_forward(pre_activations(2000), np.array([6.0]), np.array([8.0]))[0].ravel()
+    beyond = gamma_beta_readout(y)["above"]
+    assert beyond > 0.05
+    ax = explorer.draw(gamma=6.0, beta=8.0)[0].axes[0]
+    last_bin = max(ax.patches[:96], key=lambda bar: bar.get_x())  # the histogram's 96 bars come first
+    assert round(last_bin.get_height()) == np.sum((y >= Y_RANGE - 24 / 96) & (y <= Y_RANGE))
+    assert f"{beyond:.1%} beyond +12" in [text.get_text() for text in ax.texts]
 
 
 @pytest.mark.parametrize("name, value", [("gamma", 2.5), ("beta", -3.0)])

@@ -4,12 +4,14 @@ import io
 
 import numpy as np
 import pytest
+import torch
 from explorer_checks import assert_control_changes_readout_and_plot
 from PIL import Image
 
 from bnlib.course import widgets
-from bnlib.course.ch06 import paper
+from bnlib.course.ch06 import fast_trainer, paper, population
 from bnlib.course.widgets.batch_size import SHORT_RUN
+from bnlib.course.widgets.explorer import CSS_DPI, MAX_HEIGHT, MAX_WIDTH, PIXEL_RATIO
 from bnlib.course.widgets.momentum import LAYER
 from bnlib.running_stats import unbiased_variance
 
@@ -35,7 +37,7 @@ def test_momentum_explorer_at_the_ends_of_the_slider(momentum, exponent):
 @pytest.mark.parametrize("value", [0.0, 1.0])
 def test_momentum_zero_and_one_draw(momentum, value):
     figure, text = momentum.draw(momentum=value, unit=0)
-    assert f"momentum {value:.3g}" in text
+    assert figure.axes[2].get_title() == f"momentum {value:.3g}" and text.startswith("step 2,500: running means off by")
 
 
 @pytest.mark.parametrize("name, value", [("momentum", 0.02), ("unit", 5)])
@@ -47,8 +49,8 @@ def test_every_momentum_control_changes_the_readout_and_the_plot(momentum, name,
 
 def test_moving_the_momentum_keeps_the_axes_and_draws_the_whole_figure(momentum):
     """Only the curves are redrawn when the momentum moves (over a cached background): the axes must stay
-    put, and the picture must be the figure's full drawing, but for the pixels where a curve starts on a
-    left spine (drawn over it instead of under it)."""
+    put, and the picture must be the figure's full drawing, but for the pixels where a curve starts or
+    ends on a spine (drawn over it instead of under it)."""
     momentum.controls["unit"].value = 5
     limits = None
     for value in (0.01, 0.1, 1.0):
@@ -60,43 +62,86 @@ def test_moving_the_momentum_keeps_the_axes_and_draws_the_whole_figure(momentum)
         full = io.BytesIO()
         figure.savefig(full, format="rgba", dpi=figure.dpi)
         full = np.frombuffer(full.getvalue(), np.uint8).reshape(shown.shape)
-        _, columns = np.nonzero((shown != full).any(axis=2))
-        left_spines = np.array([ax.bbox.x0 for ax in figure.axes])
-        assert np.all(np.abs(columns[:, np.newaxis] - left_spines).min(axis=1) <= 1)
+        rows, columns = np.nonzero((shown != full).any(axis=2))
+        vertical = np.array([x for ax in figure.axes for x in (ax.bbox.x0, ax.bbox.x1)])
+        horizontal = np.array([len(shown) - y for ax in figure.axes for y in (ax.bbox.y0, ax.bbox.y1)])
+        near = np.minimum(np.abs(columns[:, np.newaxis] - vertical).min(axis=1),
+                          np.abs(rows[:, np.newaxis] - horizontal).min(axis=1))
+        assert np.all(near <= 3), f"{np.sum(near > 3)} pixels differ away from the spines"  # 0.8 pt = 2.2 px
         assert Image.open(io.BytesIO(momentum.image.value)).size == (shown.shape[1], shown.shape[0])
+
+
+def test_momentum_explorer_fits_the_screen(momentum):
+    width, height = Image.open(io.BytesIO(momentum.image.value)).size
+    assert width <= PIXEL_RATIO * MAX_WIDTH * CSS_DPI and height <= PIXEL_RATIO * MAX_HEIGHT * CSS_DPI
 
 
 def test_momentum_readout_names_the_unit_and_its_final_statistics(momentum):
     momentum.controls["momentum"].value = 1.0  # the running values are then the last batch's
     momentum.controls["unit"].value = 7
-    replay, text = momentum.replay, momentum.readout.value
-    assert "unit 7 of the last hidden layer" in text
+    replay, text = momentum.replay, momentum.text
     last_var = unbiased_variance(replay.batch_var[-1, LAYER, 7], replay.batch_size)
-    assert f"running mean {replay.batch_mean[-1, LAYER, 7]:.3g}, variance {last_var:.3g}" in text
-    assert (f"population mean {replay.population_mean[-1, LAYER, 7]:.3g}, "
-            f"variance {replay.population_var[-1, LAYER, 7]:.3g}") in text
+    assert f"unit 7 at the end: running mean {replay.batch_mean[-1, LAYER, 7]:.3g}, variance {last_var:.3g}" in text
+    assert (f"Algorithm 2 {replay.population_mean[-1, LAYER, 7]:.3g}, "
+            f"{replay.population_var[-1, LAYER, 7]:.3g}") in text
+
+
+def test_population_statistics_are_algorithm_2_on_the_frozen_network(momentum):
+    """At a checkpoint, the explorer's population statistics are those of the paper's Algorithm 2: the
+    network with that checkpoint's weights, run over the training set in batches of 60 with every BN layer
+    normalizing with its batch's statistics, and the batch means and m/(m-1) batch variances of each BN
+    input averaged. Computed here independently, from the BN inputs seen through forward hooks."""
+    replay, result = momentum.replay, paper.run_paper_experiment()
+    at = 1  # step 2,500
+    model = fast_trainer.to_torch_model(torch.as_tensor(result["bn_parameters"][replay.picked[at]]), batch_norm=True)
+    linears = [module for module in model if isinstance(module, torch.nn.Linear)][:3]
+    seen = [[] for _ in linears]
+    for layer, linear in enumerate(linears):
+        linear.register_forward_hook(lambda module, inputs, output, layer=layer: seen[layer].append(output.double()))
+    model.train()
+    with torch.no_grad():
+        for batch in population.training_batches(60):
+            model(batch)
+    for layer in range(3):
+        inputs = torch.stack(seen[layer])  # (batches, 60, 100): the BN inputs u W
+        mean, var = inputs.mean(1).mean(0), inputs.var(1, unbiased=True).mean(0)
+        np.testing.assert_allclose(replay.population_mean[at, layer], mean.numpy(), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(replay.population_var[at, layer], var.numpy(), rtol=1e-4, atol=1e-6)
 
 
 def test_momentum_changes_inference_only(momentum):
     """Momentum 0 never updates the running statistics (0 and 1): eval mode is then far worse than with
     population statistics, while the replay with torch's 0.1 stays within a point of them."""
     replay = momentum.replay
-    _, _, frozen = replay.replay(0.0, 0)
-    _, _, default = replay.replay(0.1, 0)
+    frozen = replay.replay(0.0, 0)[-1]
+    default = replay.replay(0.1, 0)[-1]
     assert frozen[-1] < replay.population_accuracy[-1] - 0.1
     assert abs(default[-1] - replay.population_accuracy[-1]) < 0.01
 
 
 def test_a_tiny_momentum_lags_early_in_training(momentum):
+    """At step 2,500 the running means of momentum 0.001 still carry the start and the first batches:
+    they are much further from Algorithm 2's than torch's 0.1 are, and the accuracy with them is lower."""
     replay = momentum.replay
-    _, _, lagging = replay.replay(0.001, 0)
     assert replay.steps[replay.picked[1]] == 2_500
-    assert lagging[1] < replay.population_accuracy[0] - 0.02
+    lagging, default = replay.replay(0.001, 0), replay.replay(0.1, 0)
+    assert lagging[-1][1] < replay.population_accuracy[1] - 0.02
+    assert replay.mean_error(lagging[2])[1].mean() > 3 * replay.mean_error(default[2])[1].mean()
+    momentum.controls["momentum"].value = 0.001
+    assert momentum.text.startswith(f"step 2,500: running means off by {replay.mean_error(lagging[2])[1].mean():.2g}")
+
+
+def test_momentum_trades_lag_for_noise(momentum):
+    """Over training, torch's 0.1 keeps the running means closer to Algorithm 2's than 1 (the last batch
+    alone: noise) and than 0.001 (lag)."""
+    replay = momentum.replay
+    error = {m: replay.mean_error(replay.running(m)[0])[1:].mean() for m in (1.0, 0.1, 0.001)}
+    assert error[0.1] < error[1.0] / 2 and error[0.1] < error[0.001] / 2
 
 
 def test_momentum_one_follows_the_last_batch(momentum):
     replay = momentum.replay
-    trace_mean, _, _ = replay.replay(1.0, 7)
+    trace_mean = replay.replay(1.0, 7)[0]
     np.testing.assert_allclose(trace_mean[1:], replay.batch_mean[49::50, 2, 7], rtol=1e-6)
 
 
@@ -108,7 +153,28 @@ def batch_size():
 @pytest.mark.parametrize("size", [2, 128, 256])
 def test_batch_size_explorer_at_the_extremes(batch_size, size):
     assert_control_changes_readout_and_plot(batch_size, "batch_size", size)
-    assert f"batch size {size}" in batch_size.readout.value
+    assert f"batch size {size}" in batch_size.text
+
+
+def test_batch_size_readout_leads_with_bn_lead(batch_size):
+    batch_size.controls["batch_size"].value = 60
+    final = paper.findings(paper.run_paper_experiment(batch_size=60, progress=False, **SHORT_RUN))["final_accuracy"]
+    assert batch_size.text.startswith(f"BN leads by {100 * (final['batch norm'] - final['baseline']):.1f} points")
+
+
+def test_batch_size_not_cached_is_announced_before_training(batch_size, monkeypatch):
+    """A run not in the cache: the readout says what is training while it trains; then the result shows."""
+    from bnlib.course.widgets import batch_size as module
+
+    assert module.is_cached(batch_size=60, **SHORT_RUN)
+    assert not module.is_cached(batch_size=60, seed=123_456, **SHORT_RUN)
+    said = []
+    batch_size.readout.observe(lambda change: said.append(change["new"]), names="value")
+    monkeypatch.setattr(module, "is_cached", lambda **run: False)
+    batch_size.controls["batch_size"].value = 32 if batch_size.controls["batch_size"].value != 32 else 16
+    size = batch_size.controls["batch_size"].value
+    assert f"training both networks at batch size {size} for 3,000 steps" in said[0]
+    assert batch_size.text.startswith("BN leads by") and f"batch size {size}" in batch_size.text
 
 
 @pytest.mark.parametrize("size", [2, 60, 128, 256])

@@ -1,29 +1,42 @@
-"""A learner sees working explorers: in JupyterLab and in the Voila app, driven by headless Chromium.
+"""A learner and an instructor see working explorers that fit the screen: in JupyterLab and in the Voila
+app (``make app``), driven by headless Chromium at 1280 x 800 (a projector's screen).
 
-Every notebook whose code uses ``bnlib.course.widgets`` is opened in JupyterLab (a copy of it, so autosave
-never writes outputs into the course), all its cells are run, and each control of each explorer is
-moved the way a learner would (sliders dragged and nudged with the keyboard, dropdowns switched):
-the readout and the plot's PNG bytes must both change and no error may appear. Screenshots of each
-explorer after each move, the page and the server log are kept in ``test-artifacts/`` when a test fails.
+Every notebook that calls an explorer (a ``*_explorer(...)`` function of ``bnlib.course.widgets``) is opened
+in JupyterLab (a copy of it, so autosave never writes outputs into the course), all its cells are run, and
+each explorer is screenshot and measured: controls, readout and plot must fit the notebook's visible area,
+no label may be cut, every slider track must be at least 200 px wide, and the plot must be shown with at
+least 2 image pixels per CSS pixel, never stretched. Then each control is moved the way a learner would
+(sliders dragged and nudged with the keyboard, dropdowns switched): the readout and the plot's PNG bytes
+must both change and no error may appear. The app is checked the same way, chapter by chapter, for how
+far down its first explorer sits, for links that do not answer, and for kernels left behind when pages
+close. Screenshots of each explorer, the page and the server log are kept in ``test-artifacts/`` when a
+test fails.
 
 This file runs after ``test_notebooks.py``, which leaves the experiments' results cached.
 Without Chromium or playwright the tests skip on a learner's machine, and fail in CI (``CI=true``).
 """
 
+import json
 import os
 import shutil
+import time
+import urllib.error
+import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from browser import (assert_no_errors, copy_course, exercise, kernel_idle, launch_chromium, missing_browser, run_all,
-                     start_lab, start_voila, wait_for, widget_notebooks)
+from browser import (SCREEN, WIDE_SCREEN, copy_course, kernel_idle, kernels, launch_chromium, missing_browser,
+                     run_all, start_lab, start_voila, wait_for, widget_notebooks)
+from browser_explorers import assert_no_errors, exercise, layout, layout_problems
+
+from bnlib.course.widgets.app import CHAPTERS, FIRST, chapters
 
 ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS = widget_notebooks(ROOT / "notebooks")
-FIRST = ROOT / "notebooks" / "01_input_normalization.ipynb"  # what `make lab` opens
-APP = ROOT / "notebooks" / "06_mnist_percentiles.ipynb"  # what `make app` serves
-RUN_TIMEOUT = 900  # seconds for Run All; cached results make it much faster
+NOTEBOOKS = widget_notebooks(ROOT / "notebooks")  # {notebook: number of explorers it builds}
+FIRST_NOTEBOOK = ROOT / "notebooks" / "01_input_normalization.ipynb"  # what `make lab` opens
+APP = ROOT / "notebooks" / "app" / "classroom.ipynb"  # what `make app` serves, with notebooks/app/voila.json
+RUN_TIMEOUT = 900  # seconds for Run All or the app's first chapter; cached results make them much faster
 
 # Slow, and run one after another on one test worker (they start servers and browsers of their own).
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("browser")]
@@ -58,7 +71,7 @@ def course(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def lab(chromium, course, tmp_path_factory):
-    server = start_lab(course, tmp_path_factory.mktemp("jupyterlab"), course / "notebooks" / FIRST.name)
+    server = start_lab(course, tmp_path_factory.mktemp("jupyterlab"), course / "notebooks" / FIRST_NOTEBOOK.name)
     try:
         yield server
     finally:
@@ -76,6 +89,8 @@ def screenshots(tmp_path):
 def kept_on_failure(page, folder, name, server):
     """On failure: a full-page screenshot and the server log join the explorer screenshots in
     ``test-artifacts/<name>/`` (cleared first, so what is there belongs to the last run)."""
+    from playwright.sync_api import Error as PlaywrightError
+
     kept = ROOT / "test-artifacts" / name
     shutil.rmtree(kept, ignore_errors=True)
     try:
@@ -83,19 +98,31 @@ def kept_on_failure(page, folder, name, server):
     except BaseException:
         try:
             page.screenshot(path=folder / "page.png", full_page=True)
-        finally:
-            shutil.copy(server.log, folder / "server.log")
-            shutil.copytree(folder, kept)
+        except PlaywrightError as err:  # the page was closed: keep the rest
+            (folder / "page.txt").write_text(f"no screenshot of the page: {err}")
+        shutil.copy(server.log, folder / "server.log")
+        shutil.copytree(folder, kept)
         raise
 
 
+def check_fit(explorer, name, screenshots, area=None):
+    """Screenshot the explorer as it shows at 1280 x 800 and assert that it fits ``area`` (the window by
+    default) with usable controls and a sharp plot."""
+    explorer.scroll_into_view_if_needed()
+    explorer.screenshot(path=screenshots / f"{name} at {SCREEN['width']}x{SCREEN['height']}.png".replace(" ", "_"))
+    measured = layout(explorer, area)
+    problems = layout_problems(measured)
+    assert not problems, f"{name}: " + "; ".join(problems) + f"\n{json.dumps(measured)}"
+    return measured
+
+
 def test_the_course_has_widget_notebooks():
-    assert NOTEBOOKS, "no notebook in notebooks/ uses bnlib.course.widgets"
+    assert NOTEBOOKS, "no notebook in notebooks/ calls an explorer of bnlib.course.widgets"
 
 
 def test_jupyterlab_opens_at_the_first_notebook(lab, chromium):
     """``make lab`` opens the first notebook, with the whole course in the file browser."""
-    path = f"notebooks/{FIRST.name}"
+    path = f"notebooks/{FIRST_NOTEBOOK.name}"
     opener = next((lab.home / "runtime").glob("jpserver-file-to-run-*-open.html"))
     page = chromium.new_page()
     try:
@@ -110,8 +137,8 @@ def test_jupyterlab_opens_at_the_first_notebook(lab, chromium):
         lab.end_sessions(path)
 
 
-@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_explorers_respond_in_jupyterlab(notebook, lab, chromium, screenshots):
+@pytest.mark.parametrize("notebook", list(NOTEBOOKS), ids=[p.stem for p in NOTEBOOKS])
+def test_explorers_fit_and_respond_in_jupyterlab(notebook, lab, chromium, screenshots):
     path = f"notebooks/{notebook.name}"
     page = chromium.new_page()
     try:
@@ -126,27 +153,141 @@ def test_explorers_respond_in_jupyterlab(notebook, lab, chromium, screenshots):
             assert_no_errors(page, f"{path} after Run All")
 
             explorers = page.locator(".bn-explorer").all()
-            assert explorers, f"{path} uses bnlib.course.widgets but shows no explorer after Run All"
+            assert len(explorers) >= NOTEBOOKS[notebook], \
+                f"{path} calls {NOTEBOOKS[notebook]} explorer(s) but shows {len(explorers)} after Run All"
+            notebook_area = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-WindowedPanel-outer").first
             for number, explorer in enumerate(explorers, 1):
-                exercise(page, explorer, f"{notebook.stem} explorer {number}", screenshots,
-                         lambda: kernel_idle(lab, path))
+                name = f"{notebook.stem} explorer {number}"
+                check_fit(explorer, name, screenshots, notebook_area)
+                exercise(page, explorer, name, screenshots, lambda: kernel_idle(lab, path))
     finally:
         page.close()
         lab.end_sessions(path)
 
 
-def test_app_explorers_respond_in_voila(chromium, course, tmp_path_factory, screenshots):
-    server = start_voila(course / "notebooks" / APP.name, tmp_path_factory.mktemp("voila"))
+@pytest.fixture(scope="module")
+def app(chromium, course, tmp_path_factory):
+    """``make app``'s Voila server."""
+    server = start_voila(course / "notebooks" / "app" / APP.name, tmp_path_factory.mktemp("voila"),
+                         course / "notebooks" / "app")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def open_app(page, server, says_loading=False):
+    """Load the app; return the seconds until the first explorer's plot shows. With ``says_loading``, the
+    page must first say which chapter it is loading (while the first chapter is built)."""
+    start = time.monotonic()
+    page.goto(f"{server.url}/?token={server.token}", wait_until="commit")
+    if says_loading:
+        page.wait_for_selector(f".bn-status:has-text('Loading chapter {FIRST}')", timeout=RUN_TIMEOUT * 1000)
+    page.wait_for_selector(".bn-explorer .bn-plot", timeout=RUN_TIMEOUT * 1000)
+    return time.monotonic() - start
+
+
+def app_height(page):
+    """The height of the app's page in CSS px (Voila scrolls an element, not the document)."""
+    return page.evaluate("() => Math.max(...[...document.querySelectorAll('*')].map(e => e.scrollHeight))")
+
+
+def broken_links(page, server):
+    """Links on the page that do not answer 200 (fetched with the app's token)."""
+    broken = []
+    for href in page.evaluate("() => [...document.querySelectorAll('a[href]')].map(a => a.href)"):
+        if not href.startswith(server.url):
+            broken.append(f"{href} (leaves the app)")
+            continue
+        try:
+            with urllib.request.urlopen(f"{href}{'&' if '?' in href else '?'}token={server.token}", timeout=30):
+                pass
+        except urllib.error.HTTPError as err:
+            broken.append(f"{href} ({err.code})")
+    return broken
+
+
+def test_app_opens_at_figure_1_and_its_explorers(app, chromium, screenshots):
+    """Chapter 06 first, saying so while it loads: Figure 1 and both explorers within two screens and a
+    half, the first explorer on the first, no code, no broken link; each explorer fits 1280 x 800, is
+    never stretched on a 1920 x 1080 screen, and responds to every control."""
     page = chromium.new_page()
     try:
-        with kept_on_failure(page, screenshots, f"voila-{APP.stem}", server):
-            page.goto(f"{server.url}/?token={server.token}", wait_until="commit")
-            page.wait_for_selector(".bn-explorer .bn-plot", timeout=RUN_TIMEOUT * 1000)
-            assert_no_errors(page, f"the Voila app of {APP.name}")
-            code = page.locator(".jp-CodeCell .jp-InputArea, .cm-editor").count()
-            assert not code, f"the app shows the code of {APP.name}"
-            for number, explorer in enumerate(page.locator(".bn-explorer").all(), 1):
-                exercise(page, explorer, f"voila {APP.stem} explorer {number}", screenshots)
+        with kept_on_failure(page, screenshots, "voila-app", app):
+            seconds = open_app(page, app, says_loading=True)
+            page.wait_for_selector(".bn-explorer >> nth=1", timeout=RUN_TIMEOUT * 1000)
+            assert_no_errors(page, "the app")
+            assert page.locator(".bn-figure").count() == 1, "the app's first chapter does not show Figure 1"
+            height = app_height(page)
+            top = page.locator(".bn-explorer").first.bounding_box()["y"]
+            print(f"app: first explorer after {seconds:.1f} s, {top:.0f} px down; page {height} px = "
+                  f"{height / SCREEN['height']:.2f} screens of {SCREEN['height']} px")
+            assert top + 100 < SCREEN["height"], f"the first explorer starts {top:.0f} px down, below the first screen"
+            assert height <= 2.5 * SCREEN["height"], f"the first chapter is {height} px tall"
+            assert not page.locator(".jp-CodeCell .jp-InputArea, .cm-editor").count(), "the app shows code"
+            assert not broken_links(page, app), f"broken links: {broken_links(page, app)}"
+            explorers = page.locator(".bn-explorer").all()
+            for number, explorer in enumerate(explorers, 1):
+                check_fit(explorer, f"app {FIRST} explorer {number}", screenshots)
+            page.set_viewport_size(WIDE_SCREEN)
+            for number, explorer in enumerate(explorers, 1):
+                measured = layout(explorer)
+                assert measured["plot"][0] * 2 == measured["png"][0], \
+                    f"explorer {number} at 1920 x 1080 is stretched: {json.dumps(measured)}"
+            page.set_viewport_size(SCREEN)
+            for number, explorer in enumerate(explorers, 1):
+                exercise(page, explorer, f"app {FIRST} explorer {number}", screenshots)
     finally:
         page.close()
+
+
+@pytest.mark.parametrize("chapter", [c for c in chapters() if c != FIRST])
+def test_app_chapter_fits_the_screen(chapter, app, chromium, screenshots):
+    """Every chapter the menu offers shows its explorers, without error, each fitting 1280 x 800."""
+    page = chromium.new_page()
+    try:
+        with kept_on_failure(page, screenshots, f"voila-app-{chapter}", app):
+            open_app(page, app)
+            heading = f"{chapter} · {CHAPTERS[chapter]}"
+            page.locator(".bn-classroom select").first.select_option(label=heading)
+            shown = page.locator(f".bn-chapter-{chapter} .bn-explorer")
+            shown.first.wait_for(timeout=RUN_TIMEOUT * 1000)
+            assert_no_errors(page, f"the app at chapter {heading}")
+            for number, explorer in enumerate(shown.all(), 1):
+                check_fit(explorer, f"app {chapter} explorer {number}", screenshots)
+    finally:
+        page.close()
+
+
+def culled(server):
+    """How many kernels the server culled for inactivity so far (from its log)."""
+    return server.log.read_text(errors="replace").count("seconds of inactivity")
+
+
+def test_closing_the_app_leaves_no_kernel(chromium, course, tmp_path_factory, screenshots):
+    """Three loads of the app, each closed: twice as a browser closes a tab (the page asks Voila to shut
+    its kernel down at once), once dropped without a word (culled after the idle time, shortened here to
+    8 s), after idling connected for twice that time (an open page is never culled). Each load starts a
+    kernel of about a gigabyte; after each close none is left."""
+    idle = 8
+    server = start_voila(course / "notebooks" / "app" / APP.name, tmp_path_factory.mktemp("voila-kernels"),
+                         course / "notebooks" / "app", f"--MappingKernelManager.cull_idle_timeout={idle}",
+                         "--MappingKernelManager.cull_interval=1")
+    try:
+        for load, unload in enumerate((True, True, False), 1):
+            page = chromium.new_page()
+            with kept_on_failure(page, screenshots, f"voila-kernels-{load}", server):
+                open_app(page, server)
+                if not unload:
+                    time.sleep(2 * idle)
+                assert len(kernels(server)) == 1, f"load {load}: {len(kernels(server))} kernels while the app is open"
+                closed = time.monotonic()
+                page.close(run_before_unload=unload)
+                wait_for(lambda: not kernels(server), idle / 2 if unload else 6 * idle,
+                         lambda load=load: f"load {load}: {len(kernels(server))} kernel(s) left after the page closed")
+                print(f"load {load}: no kernel {time.monotonic() - closed:.1f} s after the page closed "
+                      f"({'closed' if unload else 'dropped'})")
+                assert culled(server) == (0 if unload else 1), f"load {load}: {culled(server)} kernel(s) culled"
+        print(f"kernels after closing the app three times: {len(kernels(server))}")
+    finally:
         server.stop()

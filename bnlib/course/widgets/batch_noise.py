@@ -27,7 +27,8 @@ def batch_noise_explorer(draws=DRAWS):
     """Batch size and unit sliders; the sampling distributions of the batch mean and variance of a real
     hidden unit on MNIST, and of one example's normalized value."""
     activations = unit_activations().astype(np.float64)
-    figure = Figure(figsize=(11, 3.3))
+    figure = Figure(figsize=(8.2, 3.0))
+    figure.subplots_adjust(left=0.03, right=0.98, bottom=0.17, top=0.88, wspace=0.12)
     axes = figure.subplots(1, 3)
 
     def draw(batch_size, unit):
@@ -46,11 +47,10 @@ def batch_noise_explorer(draws=DRAWS):
             ax.set(xlim=limits, xlabel=label, yticks=[])
         axes[2].legend(fontsize=8, loc="upper left")
         figure.suptitle(f"{draws} random batches of {batch_size}, unit {unit}", fontsize=10)
-        figure.tight_layout()
-        text = (f"batch {batch_size}, unit {unit} (mean {mean:.3f}, sigma {std:.3f}): std of the batch mean {summary['means'].std():.3f} "
-                f"(sigma/sqrt(m) = {std / np.sqrt(batch_size):.3f}); the example's normalized value "
-                f"{np.percentile(summary['normalized'], 5):+.2f} to {np.percentile(summary['normalized'], 95):+.2f} "
-                f"(90% of batches), {ideal:+.2f} with the true statistics")
+        low, high = np.percentile(summary["normalized"], [5, 95])
+        text = (f"the example normalizes to {low:+.2f} ... {high:+.2f} in 90% of batches ({ideal:+.2f} with the true "
+                f"statistics); std of the batch mean {summary['means'].std():.3f} (sigma/sqrt(m) = "
+                f"{std / np.sqrt(batch_size):.3f}); batch {batch_size}, unit {unit} (mean {mean:.3f}, sigma {std:.3f})")
         return figure, text
 
     controls = {

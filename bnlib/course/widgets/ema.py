@@ -14,41 +14,54 @@ from matplotlib.figure import Figure
 from bnlib.course.ch05.ema import effective_window, initial_weight, track
 from bnlib.course.widgets.explorer import Explorer
 
+FORGOTTEN = 1e-3  # the start value is forgotten once it weighs less than this (``ema.settled_from``)
+
+
+def share(fraction, above=None):
+    """A fraction as a percentage with two significant digits (37%, 0.24%), or as many more as it takes
+    to show that it is ``above`` a threshold (0.1003% rather than 0.1%)."""
+    for digits in range(2, 8):
+        text = f"{100 * fraction:.{digits - 2}f}%" if fraction >= 0.1 else f"{100 * fraction:.{digits}g}%"
+        if above is None or float(text[:-1]) > 100 * above:
+            return text
+    return text
+
 
 def ema_readout(result, momentum, steps, drift, noise, keras_mistake=False):
-    """One line: the momentum used, its window and lag, what the drift and the noise cost, and the
-    error split into lag and noise.
+    """One line, the error first: the RMS error split into lag and noise (or why there is none yet), then
+    the momentum used, its window and lag, and what the drift and the noise cost.
 
     Behind a drift of d per step the EMA trails by d (1 - m)/m; of batch noise with std sigma it keeps
     std sigma sqrt(m / (2 - m)).
     """
-    lag = result["lag_theory"]
-    mistake = ", the Keras value 1 - m passed by mistake" if keras_mistake else ""
-    parts = [f"momentum used {momentum:.3g} (Keras/TF decay {1 - momentum:.3g}{mistake})",
-             f"window ~ {effective_window(momentum):.3g} steps", f"lag (1 - m)/m = {lag:.3g} steps",
-             f"drift {drift:.3g}/step: trails by {drift * lag if drift else 0.0:.3g}",
-             f"batch noise std {noise:.3g}: averaged to {noise * math.sqrt(momentum / (2 - momentum)):.3g}"]
     if math.isnan(result["rms"]):
-        parts.append(f"never settles: the start value 0 still weighs {initial_weight(momentum, steps):.0%} "
-                     f"after {steps} steps")
-        return "; ".join(parts)
-    parts.append(f"RMS error {result['rms']:.3f} = lag {result['lag_error']:.3f} (+) noise {result['noise_error']:.3f}"
-                 f" (a single batch: {result['rms_batch']:.3f}), from step {result['settled']}")
-    return "; ".join(parts)
+        # track() finds no settled step: at the last step, steps - 1, the start still weighs over FORGOTTEN
+        left = initial_weight(momentum, steps - 1)
+        headline = (f"never settles: the start value 0 still weighs {share(left, above=FORGOTTEN)} "
+                    f"(over {share(FORGOTTEN)}) at step {steps - 1}")
+    else:
+        headline = (f"RMS error {result['rms']:.3f} = lag {result['lag_error']:.3f} (+) noise {result['noise_error']:.3f} "
+                    f"from step {result['settled']} (one batch alone: {result['rms_batch']:.3f})")
+    lag = result["lag_theory"]
+    mistake = ", the Keras value 1 - m by mistake" if keras_mistake else ""
+    return "; ".join([
+        headline,
+        f"momentum used {momentum:.3g}{mistake}: window ~{effective_window(momentum):.3g} steps, lag {lag:.3g} steps",
+        f"drift {drift:.3g}/step: trails by {drift * lag if drift else 0.0:.3g}",
+        f"noise {noise:.3g}: averaged to {noise * math.sqrt(momentum / (2 - momentum)):.3g}"])
 
 
 def ema_explorer(steps=1000, seed=0):
     """Sliders for the momentum (log scale, 0.001 to 1), the drift and the batch noise; a Keras-mistake toggle."""
-    figure = Figure(figsize=(9, 3.6))
+    figure = Figure(figsize=(8.2, 3.6))
     ax = figure.subplots()
-    figure.subplots_adjust(left=0.07, right=0.98, bottom=0.14, top=0.9)
+    figure.subplots_adjust(left=0.08, right=0.98, bottom=0.14, top=0.91)
     time = np.arange(steps)
     batch_dots, = ax.plot(time, np.zeros(steps), "o", color="0.65", markersize=1.5, label="batch statistic")
     true_line, = ax.plot(time, np.zeros(steps), color="black", label="population statistic")
     ema_line, = ax.plot(time, np.zeros(steps), color="C1", linewidth=2, label="running value (EMA from 0)")
-    settled_line = ax.axvline(0, color="C1", linestyle=":", label="start forgotten (< 0.1% left)")
+    settled_line = ax.axvline(0, color="C1", linestyle=":", label=f"start forgotten (< {share(FORGOTTEN)} left)")
     ax.set(xlabel="training step", ylabel="statistic")
-    ax.legend(fontsize=8, loc="upper left")
 
     def draw(momentum, drift, noise, keras_mistake):
         used = 1 - min(momentum, 1.0) if keras_mistake else min(momentum, 1.0)
@@ -58,11 +71,13 @@ def ema_explorer(steps=1000, seed=0):
         ema_line.set_ydata(result["ema"])
         settled_line.set_xdata([result["settled"]] * 2)
         settled_line.set_visible(result["settled"] < steps)
+        shown = [line for line in (batch_dots, true_line, ema_line, settled_line) if line.get_visible()]
+        ax.legend(handles=shown, fontsize=8, loc="upper left")
         low = min(result["batch"].min(), 0.0)
         high = max(result["batch"].max(), result["true"].max())
         ax.set_ylim(low - 0.1, high + 0.25 * (high - low) + 0.1)
         mistake = " (Keras value 1 - m passed by mistake)" if keras_mistake else ""
-        ax.set_title(f"PyTorch momentum {used:.3g}{mistake}")
+        ax.set_title(f"PyTorch momentum {used:.3g}{mistake}", fontsize=10)
         return figure, ema_readout(result, used, steps, drift, noise, keras_mistake)
 
     controls = {

@@ -16,7 +16,7 @@ def learning_rate_explorer(steps=200):
     views = {}
     for normalize in (False, True):
         X, y = inorm.problem(normalize)
-        figure = Figure(figsize=(5, 5), layout="constrained")
+        figure = Figure(figsize=(5.2, 4.8), layout="constrained")
         ax = figure.subplots()
         line = inorm.draw_contours(ax, X, y)
         ax.legend(loc="upper right", fontsize=8)
@@ -30,20 +30,20 @@ def learning_rate_explorer(steps=200):
         gap = losses - inorm.loss(inorm.optimum(X, y), X, y)
         done = (gap <= inorm.converged_gap(y)).nonzero()[0]
         if diverged:
-            outcome = f"diverged: loss above 1e12 x its start after {len(losses) - 1} steps"
+            outcome = f"diverged after {len(losses) - 1} step{'s' * (len(losses) != 2)} (loss above 1e12 x its start)"
         elif len(done):
             outcome = f"converged in {done[0]} steps"
         else:
             outcome = f"not converged after {steps} steps"
-        ax.set_title(f"{inorm.NAMES[normalize]}, lr = {lr:.2e} = {lr / lr_max:.3g} x (2/λmax)")
-        readout = (f"{inorm.NAMES[normalize]}, lr = {lr:.2e}: {outcome}; final loss {losses[-1]:.4g} (best {losses[0] - gap[0]:.4g}); "
-                   f"largest stable lr 2/λmax = {lr_max:.3g}, condition number {inorm.condition_number(X):.3g}")
+        ax.set_title(f"{inorm.NAMES[normalize]}\nlr = {lr:.2e} = {lr / lr_max:.3g} x 2/λmax", fontsize=10)
+        readout = (f"{outcome}; {inorm.NAMES[normalize]}, lr {lr:.2e} = {lr / lr_max:.3g} x 2/λmax "
+                   f"(2/λmax = {lr_max:.3g}, condition number {inorm.condition_number(X):.3g}); "
+                   f"final loss {losses[-1]:.4g}, best {losses[0] - gap[0]:.4g}")
         return figure, readout
 
     controls = {
         "lr": widgets.FloatLogSlider(value=0.5, base=10, min=-11, max=1, step=0.05, description="learning rate",
-                                     readout_format=".2e", continuous_update=False,
-                                     layout=widgets.Layout(width="420px")),
+                                     readout_format=".2e", continuous_update=False),
         "normalize": widgets.Checkbox(value=True, description="standardize features"),
     }
     return Explorer(controls, draw)
