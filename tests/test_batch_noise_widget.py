@@ -17,7 +17,7 @@ def test_explorer_updates_at_its_extremes(batch_size, unit):
     explorer = batch_noise_explorer()
     explorer.controls["unit"].value = unit
     explorer.controls["batch_size"].value = batch_size
-    assert explorer.error is None, explorer.readout.value
+    assert explorer.error is None, explorer.text
     assert f"batch {batch_size}, unit {unit}" in explorer.text
     assert explorer.image.value[:4] == b"\x89PNG"
 

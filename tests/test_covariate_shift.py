@@ -175,10 +175,10 @@ def test_explorer_readout_is_the_recorded_numbers(run):
     expected = drift.unit_drifts(recording.drift_percentiles(run["x_quantiles"][:row + 1, 0]), run["steps"][:row + 1],
                                  shift.DRIFT_FROM)[7]
     assert numbers["drift"] == pytest.approx(expected)
-    assert explorer.readout.value.startswith(f"median {numbers['median']:+.2f}, band {numbers['band']:.2f} wide")
-    assert f"drift since step 500: {expected:.2f} band widths" in explorer.readout.value
+    assert explorer.text.startswith(f"median {numbers['median']:+.2f}, band {numbers['band']:.2f} wide")
+    assert f"drift since step 500: {expected:.2f} band widths" in explorer.text
     explorer.controls["step"].value = 250
-    assert "drift is counted from step 500" in explorer.readout.value and explorer.error is None
+    assert "drift is counted from step 500" in explorer.text and explorer.error is None
 
 
 def test_explorer_starts_at_layer_3s_typical_unit(run, summary):

@@ -165,10 +165,10 @@ def test_explorer_updates_at_the_extremes():
         for value in (low, high):
             before = explorer.image.value
             controls[name].value = value
-            assert explorer.error is None, explorer.readout.value
+            assert explorer.error is None, explorer.text
             assert explorer.image.value != before
     controls["keras_mistake"].value = True        # momentum slider at 1: the mistake uses momentum 0
-    assert explorer.error is None, explorer.readout.value
+    assert explorer.error is None, explorer.text
     assert "momentum used 0, the Keras value" in explorer.text
 
 

@@ -154,11 +154,11 @@ def test_explorer_updates_at_its_extremes(normalize):
     slider = explorer.controls["lr"]
     explorer.controls["normalize"].value = normalize
     slider.value = 10.0 ** slider.max
-    assert explorer.error is None, explorer.readout.value
-    assert "diverged" in explorer.readout.value
+    assert explorer.error is None, explorer.text
+    assert "diverged" in explorer.text
     slider.value = 10.0 ** slider.min
-    assert explorer.error is None, explorer.readout.value
-    assert "not converged" in explorer.readout.value
+    assert explorer.error is None, explorer.text
+    assert "not converged" in explorer.text
 
 
 def test_explorer_readout_reports_the_measured_steps():
@@ -167,11 +167,11 @@ def test_explorer_readout_reports_the_measured_steps():
     lr = 1 / inorm.eigenvalues(X)[-1]
     explorer.controls["lr"].value = lr
     lr = explorer.controls["lr"].value  # the slider rounds to its step
-    assert f"converged in {inorm.steps_to_converge(X, y, lr)} steps" in explorer.readout.value
+    assert f"converged in {inorm.steps_to_converge(X, y, lr)} steps" in explorer.text
 
 
 @pytest.mark.parametrize("name, value", [("lr", 0.01), ("normalize", False)])
 def test_every_control_changes_the_readout_and_the_plot(name, value):
     explorer = learning_rate_explorer()
     assert_control_changes_readout_and_plot(explorer, name, value)
-    assert inorm.NAMES[explorer.controls["normalize"].value] in explorer.readout.value
+    assert inorm.NAMES[explorer.controls["normalize"].value] in explorer.text

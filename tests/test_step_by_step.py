@@ -117,8 +117,8 @@ def test_explorer_readout_reports_the_shifts():
     explorer = batch_coupling_explorer()
     explorer.controls["moved_to"].value, explorer.controls["batch_size"].value = -6.0, 32
     result = batch_coupling.coupling(32, -6.0)
-    assert explorer.error is None, explorer.readout.value
-    assert explorer.readout.value.startswith(f"the other 31 examples&#x27; outputs moved by up to "
+    assert explorer.error is None, explorer.text
+    assert explorer.text.startswith(f"the other 31 examples' outputs moved by up to "
                                              f"{result['train_shift']:.2f} in training mode, 0.00 in eval mode")
 
 

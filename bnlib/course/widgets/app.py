@@ -45,6 +45,10 @@ def figure_1():
 ITEMS = [
     ("01", "Gradient descent on raw or standardized features, at the learning rate you pick.",
      explorers.learning_rate_explorer),
+    ("02", "A hidden unit's input distribution while a network trains: scrub through the steps.",
+     explorers.drift_explorer),
+    ("03", "Move one example: in training mode the others' outputs move with it, in eval mode they stay.",
+     explorers.batch_coupling_explorer),
     ("04", "Gamma and beta set the spread and the centre of BN's output: where does the sigmoid saturate?",
      explorers.gamma_beta_explorer),
     ("05", "A running mean tracks a drifting, noisy batch statistic: the momentum trades lag for noise.",

@@ -15,7 +15,7 @@ from bnlib.course.widgets.explorer import Explorer
 def batch_coupling_explorer(seed=0):
     """A slider for example 0's input and a batch-size chooser; number lines of the inputs and both modes'
     outputs, and the others' training-mode outputs against example 0's input."""
-    figure = Figure(figsize=(11, 4.2), layout="constrained")
+    figure = Figure(figsize=(8.4, 3.8), layout="constrained")
     axes = figure.subplots(1, 2, width_ratios=(1.3, 1))
     curves = {}
 

@@ -42,7 +42,7 @@ def drift_explorer(run=None):
     """Sliders for the training step and the unit, a chooser for the hidden layer (default: layer 3's typical unit)."""
     run = drift_run() if run is None else run
     steps, levels = run["steps"], run["levels"]
-    figure = Figure(figsize=(11, 4.2), layout="constrained")
+    figure = Figure(figsize=(8.4, 3.8), layout="constrained")
     bands_ax, density_ax = figure.subplots(1, 2)
     start = drift.start_index(steps, DRIFT_FROM)
 
