@@ -9,7 +9,8 @@ notebook shows it under the cell).
 ``run_on_ranks`` runs ``fn(rank, world_size, *args)`` in ``world_size`` processes that first join one
 ``torch.distributed`` process group on 127.0.0.1: distributed training on one machine (chapter 9, the
 tests of ``bnlib.SyncBatchNorm``). Its collectives give up after ``timeout`` seconds, so a failed rank
-makes the others fail instead of hang.
+makes the others fail instead of hang. A rank reports progress with ``report_progress(n)``, drawn by the
+parent as one bar when ``run_on_ranks`` is given ``total``.
 
 Either way the processes are started fresh ("spawn": no thread pool state inherited from the parent) and
 import the functions by name, so these must live in an importable module, never in a notebook cell or
@@ -36,12 +37,23 @@ def _importable(function):
                          f"defined in __main__ (a notebook, or the script being run)")
 
 
+_report = None  # in a process started here: adds n steps to the parent's progress bar
+
+
+def report_progress(n=1):
+    """Add ``n`` steps to the parent's progress bar, from a rank of ``run_on_ranks`` (elsewhere: nothing)."""
+    if _report is not None:
+        _report(n)
+
+
 def _worker(index, function, args, messages, setup):
     """One process: ``setup()`` if any, then ``function(*args)``, or ``function(*args, report)`` when there
     is no setup (an independent task); answers ``(kind, index, payload)`` on ``messages``."""
+    global _report
+    _report = lambda n: messages.put(("progress", index, n))
     try:
         if setup is None:
-            result = function(*args, lambda n: messages.put(("progress", index, n)))
+            result = function(*args, _report)
         else:
             setup()
             result = function(*args)
@@ -121,13 +133,16 @@ class _JoinGroup:
                                              timeout=timedelta(seconds=self.timeout))
 
 
-def run_on_ranks(fn, world_size, *args, backend="gloo", timeout=60.0):
+def run_on_ranks(fn, world_size, *args, backend="gloo", timeout=60.0, total=None, desc="ranks"):
     """``[fn(rank, world_size, *args) for rank in range(world_size)]``, each rank in its own process, together.
 
     Every process joins one ``backend`` process group on 127.0.0.1 (a free port) whose collectives give up
     after ``timeout`` seconds. If a rank raises, the others get that long to finish or fail, then are
-    killed, and a RuntimeError gives every failed rank's traceback.
+    killed, and a RuntimeError gives every failed rank's traceback. With ``total`` (the number of steps the
+    ranks' ``report_progress`` calls add up to), a progress bar ``desc`` shows them.
     """
+    from tqdm.auto import tqdm
+
     _importable(fn)
     with socket.socket() as probe:  # a free port: let the system pick one
         probe.bind(("127.0.0.1", 0))
@@ -135,6 +150,7 @@ def run_on_ranks(fn, world_size, *args, backend="gloo", timeout=60.0):
     targets = [(fn, (rank, world_size, *args), _JoinGroup(backend, port, rank, world_size, timeout))
                for rank in range(world_size)]
     try:
-        return _run(targets, grace=timeout + 5.0)
+        with tqdm(total=total, desc=desc, unit="step", disable=total is None, mininterval=0.5) as bar:
+            return _run(targets, on_progress=bar.update, grace=timeout + 5.0)
     except RuntimeError as error:
         raise RuntimeError(str(error).replace("\nprocess ", "\nrank ")) from None

@@ -6,6 +6,7 @@ Each is built from ``bnlib.course.widgets.explorer.Explorer``; calling one retur
 from bnlib.course.widgets.batch_coupling import batch_coupling_explorer
 from bnlib.course.widgets.batch_noise import batch_noise_explorer
 from bnlib.course.widgets.batch_size import batch_size_explorer
+from bnlib.course.widgets.devices import devices_explorer
 from bnlib.course.widgets.ema import ema_explorer
 from bnlib.course.widgets.explorer import Explorer
 from bnlib.course.widgets.gamma_beta import gamma_beta_explorer
