@@ -44,17 +44,12 @@ class _BatchNorm(TorchBatchNorm):
         state_dtype = x.dtype if state is None else state.dtype
         if size:  # torch returns an empty batch before looking at types
             check_dtype(x.dtype, state_dtype, name)
-        momentum = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats and self.num_batches_tracked is not None:
-            self.num_batches_tracked.add_(1)
-            if self.momentum is None:  # cumulative average: the t-th batch gets weight 1/t
-                momentum = 1.0 / float(self.num_batches_tracked)
+            self.num_batches_tracked.add_(1)  # counted even when empty, as torch does
         if batch_stats and size:
             out, mean, var = batch_norm_function(x, weight, bias, eps, state_dtype)
             if self.training and self.track_running_stats and running_mean is not None:
-                m = size // x.shape[1]
-                _lerp_(running_mean, mean, momentum)
-                _lerp_(running_var, unbiased_variance(var, m), momentum)
+                self.update_running_stats(mean, var, size // x.shape[1])
             return out
         dtype = compute_dtype(x.dtype)  # float32 for float16 and bfloat16, as torch's kernels
         if batch_stats:  # an empty batch, as torch: an empty output, zero gradients for gamma and beta
@@ -65,6 +60,18 @@ class _BatchNorm(TorchBatchNorm):
         scale = inv_std if weight is None else inv_std * cast(weight, dtype)
         centered = cast(x, dtype) - per_channel(cast(running_mean, dtype), x)
         return cast(scale_and_shift(centered, scale, cast(bias, dtype)), x.dtype)
+
+
+    def update_running_stats(self, mean, var, m):
+        """One step of the running statistics from a batch's mean and biased variance over m values per
+        channel: running <- running + momentum (batch - running), the variance made unbiased, m/(m-1) var.
+        With ``momentum=None``, the cumulative average: the t-th batch counted in ``num_batches_tracked``
+        gets weight 1/t."""
+        momentum = self.momentum
+        if momentum is None:
+            momentum = 0.0 if self.num_batches_tracked is None else 1.0 / float(self.num_batches_tracked)
+        _lerp_(self.running_mean, mean, momentum)
+        _lerp_(self.running_var, unbiased_variance(var, m), momentum)
 
 
 def _lerp_(running, batch, momentum):

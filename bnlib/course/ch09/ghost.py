@@ -52,7 +52,8 @@ class GhostBatchNorm(BatchNorm1d):
         for index, ghost in enumerate(x.split(self.ghost_size)):            # ghost batches, in order
             out, mean, var = batch_norm_train(ghost, self.weight, self.bias, self.eps)  # its own mu, sigma^2
             if self.track_running_stats and (self.running_from == "all" or index == 0):
-                self._update_running_stats(mean, var, ghost.numel() // ghost.shape[1])
+                self.num_batches_tracked.add_(1)
+                self.update_running_stats(mean, var, ghost.numel() // ghost.shape[1])
             outputs.append(out)
         return torch.cat(outputs)
 

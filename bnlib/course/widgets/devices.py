@@ -18,7 +18,7 @@ from bnlib.course.widgets.explorer import Explorer
 def devices_explorer(devices=4, skew=1.0, config=GRID_CONFIG):
     """Sliders for the number of devices and the skew of their shards; accuracy and normalization error."""
     grid = device_grid(config)
-    figure = Figure(figsize=(11, 3.6))
+    figure = Figure(figsize=(8.4, 3.4))
     left, right = figure.subplots(1, 2)
     layers = np.arange(grid["error"].shape[2])
 
