@@ -10,7 +10,6 @@ from PIL import Image
 
 from bnlib.course import widgets
 from bnlib.course.ch06 import fast_trainer, paper, population
-from bnlib.course.widgets.batch_size import SHORT_RUN
 from bnlib.course.widgets.explorer import CSS_DPI, MAX_HEIGHT, MAX_WIDTH, PIXEL_RATIO
 from bnlib.course.widgets.momentum import LAYER
 from bnlib.running_stats import unbiased_variance
@@ -158,7 +157,7 @@ def test_batch_size_explorer_at_the_extremes(batch_size, size):
 
 def test_batch_size_readout_leads_with_bn_lead(batch_size):
     batch_size.controls["batch_size"].value = 60
-    final = paper.findings(paper.run_paper_experiment(batch_size=60, progress=False, **SHORT_RUN))["final_accuracy"]
+    final = paper.findings(paper.run_paper_experiment(batch_size=60, progress=False, **paper.SHORT_RUN))["final_accuracy"]
     assert batch_size.text.startswith(f"BN leads by {100 * (final['batch norm'] - final['baseline']):.1f} points")
 
 
@@ -166,8 +165,8 @@ def test_batch_size_not_cached_is_announced_before_training(batch_size, monkeypa
     """A run not in the cache: the readout says what is training while it trains; then the result shows."""
     from bnlib.course.widgets import batch_size as module
 
-    assert module.is_cached(batch_size=60, **SHORT_RUN)
-    assert not module.is_cached(batch_size=60, seed=123_456, **SHORT_RUN)
+    assert module.is_cached(batch_size=60, **paper.SHORT_RUN)
+    assert not module.is_cached(batch_size=60, seed=123_456, **paper.SHORT_RUN)
     said = []
     batch_size.readout.observe(lambda change: said.append(change["new"]), names="value")
     monkeypatch.setattr(module, "is_cached", lambda **run: False)
@@ -187,8 +186,8 @@ def test_batch_size_explorer_shows_every_accuracy_point(batch_size, size):
 
 def test_small_batches_hurt_batch_norm():
     """At batch size 2 the batch statistics are mostly noise: BN's lead shrinks to under half, its bands drift more."""
-    tiny = paper.findings(paper.run_paper_experiment(batch_size=2, progress=False, **SHORT_RUN))
-    usual = paper.findings(paper.run_paper_experiment(batch_size=60, progress=False, **SHORT_RUN))
+    tiny = paper.findings(paper.run_paper_experiment(batch_size=2, progress=False, **paper.SHORT_RUN))
+    usual = paper.findings(paper.run_paper_experiment(batch_size=60, progress=False, **paper.SHORT_RUN))
     print("batch 2:", tiny["final_accuracy"], "batch 60:", usual["final_accuracy"])
     lead = {name: facts["final_accuracy"]["batch norm"] - facts["final_accuracy"]["baseline"]
             for name, facts in (("tiny", tiny), ("usual", usual))}

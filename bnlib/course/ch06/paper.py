@@ -42,6 +42,7 @@ from bnlib.running_stats import replay_running_stats
 PAPER = {"steps": 50_000, "batch_size": 60, "lr": 0.5, "init_std": 0.01, "seed": 0, "checkpoints": 100}
 DRIFT_START = 0.1  # the drift is measured from 10% of training (step 5,000 of 50,000) to the end
 EVAL_MOMENTUM = 0.1
+SHORT_RUN = {"steps": 3_000, "checkpoints": 30}  # the batch-size explorer's run, and its exercise's
 
 
 def running_statistics(result, momentum=EVAL_MOMENTUM):

@@ -17,7 +17,6 @@ DRIFT_START = int(paper.DRIFT_START * paper.PAPER["steps"])  # step 5,000, as in
 DRIFT_UNITS = ((0, 3), (1, 17), (0, 58), (1, 91))            # (network, unit): both networks, a few units
 POPULATION_STEP, POPULATION_EXAMPLES = 1_000, 6_000           # the checkpoint and the training images used
 REPLAY_STEPS, REPLAY_MOMENTUM = 500, 0.05
-SHORT_RUN = {"steps": 3_000, "checkpoints": 30}               # the batch-size explorer's short run
 SLOW_MOMENTUM, SLOW_STEP = 0.001, 1_000
 
 
@@ -178,7 +177,7 @@ def _compare(low, high, ratio=1.5):
 def check_drift_at_batch_two(prediction):
     """``prediction``: does the BN network drift "more", "less" or "about the same" at batch 2 as at 60?"""
     __tracebackhide__ = True  # noqa: F841
-    drifts = {size: paper.findings(paper.run_paper_experiment(progress=False, batch_size=size, **SHORT_RUN))
+    drifts = {size: paper.findings(paper.run_paper_experiment(progress=False, batch_size=size, **paper.SHORT_RUN))
               ["drift"]["batch norm"] for size in (2, paper.PAPER["batch_size"])}
     expected = _compare(drifts[paper.PAPER["batch_size"]], drifts[2])
     check_choice(prediction, expected, ("more", "less", "about the same"),

@@ -68,22 +68,6 @@ def as_number(answer):
     return value if math.isfinite(value) else None
 
 
-def report(correct, praise, hint):
-    """The former verdict, printed and returned as a bool (chapters not yet moved to ``verdict``)."""
-    print(("Correct. " + praise) if correct else ("Not yet. " + hint))
-    return bool(correct)
-
-
-def check_number(answer, expected, praise, mistakes, hint, rel_tol=1e-6):
-    """The former numeric check, printed and returned as a bool (chapters not yet moved to ``check_value``)."""
-    value = as_number(answer)
-    if value is None:
-        return report(False, "", UNANSWERED if answer is None
-                      else f"the answer should be a single number (it is {answer!r}).")
-    hint = next((text for mistake, text in mistakes if math.isclose(value, mistake, rel_tol=rel_tol)), hint)
-    return report(math.isclose(value, expected, rel_tol=rel_tol), praise, hint)
-
-
 def check_value(answer, expected, praise, mistakes, hint, rel_tol=1e-6):
     """A numeric answer: right when |answer - expected| <= rel_tol |expected|. A wrong answer that close to a
     known mistake (``mistakes``: pairs of value and hint) gets that mistake's hint, any other ``hint``."""

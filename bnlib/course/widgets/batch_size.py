@@ -16,7 +16,6 @@ from bnlib.course.plots import COLORS, LABELS, accuracy_curves, percentile_bands
 from bnlib.course.widgets.explorer import Explorer
 
 BATCH_SIZES = (2, 4, 8, 16, 32, 60, 128, 256)
-SHORT_RUN = {"steps": 3_000, "checkpoints": 30}
 
 
 def is_cached(**overrides):
