@@ -11,7 +11,7 @@ from ipywidgets import Dropdown
 from matplotlib.figure import Figure
 
 from bnlib.course.cache import cache_path
-from bnlib.course.ch06.paper import findings, paper_config, run_paper_experiment
+from bnlib.course.ch06.paper import SHORT_RUN, findings, paper_config, run_paper_experiment
 from bnlib.course.plots import COLORS, LABELS, accuracy_curves, percentile_bands
 from bnlib.course.widgets.explorer import Explorer
 
