@@ -35,9 +35,10 @@ def verdict(correct, praise, hint):
     passed(praise) if correct else not_yet(hint)
 
 
-def call(function, *args):
-    """``function(*args)`` as a float64 array; a function that is missing, raises or returns nothing is a
-    ``NotYet`` that says so (the learner's exception is chained, for its traceback)."""
+def run(function, *args, returns="the result"):
+    """``function(*args)``, the learner's function; one that is missing, raises or returns None is a
+    ``NotYet`` that says so (the learner's exception is chained, for its traceback). ``returns`` names
+    what it should return, for the hint."""
     __tracebackhide__ = True  # noqa: F841
     if function is None:
         not_yet(UNANSWERED)
@@ -50,7 +51,14 @@ def call(function, *args):
     except Exception as err:  # the learner's code: turned into a hint, with their traceback chained
         raise NotYet(f"Not yet. Your function raised {type(err).__name__}: {err}") from err
     if value is None:
-        not_yet("Your function returned None: finish it and return the result.")
+        not_yet(f"Your function returned None: finish it and return {returns}.")
+    return value
+
+
+def call(function, *args):
+    """``run(function, *args)`` as a float64 array."""
+    __tracebackhide__ = True  # noqa: F841
+    value = run(function, *args)
     try:
         return np.asarray(value.detach() if hasattr(value, "detach") else value, dtype=np.float64)
     except (TypeError, ValueError):
