@@ -132,7 +132,7 @@ def test_the_explorer_reads_out_the_grid():
     explorer = devices_explorer(devices=10, skew=1.0)
     grid = devices.device_grid()
     assert explorer.error is None
-    text = explorer.readout.value
+    text = explorer.text
     assert f"reaches {grid['accuracy'][-1, -1]:.1%} test accuracy" in text
     assert f"synchronized batch norm {grid['sync_accuracy']:.1%}" in text
     assert text.startswith("10 devices, 6 examples each, skew 1")

@@ -1,5 +1,9 @@
-"""The exercises through nbgrader, end to end: the student version keeps no solution, a blank submission
-autogrades to zero points, the solutions to full marks; and a learner's own copies are never overwritten."""
+"""Every notebook through nbgrader, end to end, which is also the test that it runs top to bottom.
+
+For each course notebook, an nbgrader course folder of its own: the student version keeps no solution and
+shows its stubs; a blank submission autogrades to zero points; the course notebook itself, submitted as the
+solutions, autogrades to full marks, and nbgrader's run of it (a fresh kernel, top to bottom) leaves no
+error output and no cell unrun. Separate folders let both test workers grade at once."""
 
 import csv
 import shutil
@@ -9,57 +13,51 @@ import pytest
 
 from bnlib.course import classroom
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("nbgrader")]
+pytestmark = pytest.mark.slow  # runs every notebook twice, blank and solved, in a kernel
+
+NOTEBOOKS = classroom.course_notebooks()
 
 
-@pytest.fixture(scope="module")
-def graded(tmp_path_factory):
-    """The classroom built from the course notebooks; every student version submitted blank, every course
-    notebook submitted as the solution; all autograded."""
-    root = classroom.build_classroom(tmp_path_factory.mktemp("classroom"))
-    for notebook in classroom.course_notebooks():
-        assignment = classroom.assignment_of(notebook)
-        for student, source in (("blank", root / "release"), ("solutions", root / "source")):
-            folder = root / "submitted" / student / assignment
-            folder.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source / assignment / notebook.name, folder / notebook.name)
-    for assignment in sorted(path.name for path in (root / "source").iterdir()):
-        classroom.nbgrader("autograde", assignment, "--force", root=root)
+def graded(notebook, root):
+    """Autograde a blank and a solved submission of ``notebook`` in the course folder ``root``:
+    ``{student: (score, max_score)}``."""
+    assignment = classroom.assignment_of(notebook)
+    for student, source in (("blank", root / "release"), ("solutions", root / "source")):
+        folder = root / "submitted" / student / assignment
+        folder.mkdir(parents=True)
+        shutil.copy2(source / assignment / notebook.name, folder / notebook.name)
+    classroom.nbgrader("autograde", assignment, "--force", root=root)
     classroom.nbgrader("export", "--to", str(root / "grades.csv"), root=root)
     with open(root / "grades.csv") as f:
-        rows = list(csv.DictReader(f))
-    return root, {(row["student_id"], row["assignment"]): (float(row["score"]), float(row["max_score"]))
-                  for row in rows}
+        return {row["student_id"]: (float(row["score"]), float(row["max_score"])) for row in csv.DictReader(f)}
 
 
-def test_every_notebook_is_an_assignment_with_points(graded):
-    _, scores = graded
-    for notebook in classroom.course_notebooks():
-        assert scores[("solutions", classroom.assignment_of(notebook))][1] > 0, notebook.name
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[path.stem for path in NOTEBOOKS])
+def test_nbgrader_gives_blank_zero_and_the_course_notebook_full_marks_running_it_top_to_bottom(notebook, tmp_path):
+    root = classroom.build_classroom(tmp_path / "classroom", [notebook])
+    assignment = classroom.assignment_of(notebook)
+    released = nbformat.read(root / "release" / assignment / notebook.name, 4)
+    solutions = [cell for cell in released.cells if cell.metadata.get("nbgrader", {}).get("solution")]
+    assert solutions, f"{notebook.name}: no exercise"
+    for cell in solutions:
+        assert "BEGIN SOLUTION" not in cell.source and "raise NotImplementedError()" in cell.source
+        assert not cell.metadata.get("jupyter", {}).get("source_hidden")
+
+    scores = graded(notebook, root)
+
+    ran = nbformat.read(root / "autograded" / "solutions" / assignment / notebook.name, 4)
+    code = [cell for cell in ran.cells if cell.cell_type == "code"]
+    errors = [f"cell {i}: {output.ename}: {output.evalue}" for i, cell in enumerate(code)
+              for output in cell.outputs if output.output_type == "error"]
+    assert not errors, f"{notebook.name} does not run top to bottom: {errors}"
+    assert all(cell.execution_count for cell in code if cell.source.strip()), f"{notebook.name}: cells left unrun"
+    score, maximum = scores["solutions"]
+    assert maximum > 0 and score == maximum, f"{assignment}: the solutions earn {score} of {maximum}"
+    assert scores["blank"][0] == 0, f"{assignment}: a blank submission earns points"
 
 
-def test_a_blank_submission_scores_zero_and_the_solutions_full_marks(graded):
-    _, scores = graded
-    for notebook in classroom.course_notebooks():
-        assignment = classroom.assignment_of(notebook)
-        assert scores[("blank", assignment)][0] == 0, f"{assignment}: a blank submission earns points"
-        score, maximum = scores[("solutions", assignment)]
-        assert score == maximum, f"{assignment}: the solutions earn {score} of {maximum}"
-
-
-def test_the_student_version_holds_no_solution_and_shows_its_stubs(graded):
-    root, _ = graded
-    for notebook in classroom.course_notebooks():
-        released = nbformat.read(root / "release" / classroom.assignment_of(notebook) / notebook.name, 4)
-        solutions = [cell for cell in released.cells if cell.metadata.get("nbgrader", {}).get("solution")]
-        assert solutions, notebook.name
-        for cell in solutions:
-            assert "BEGIN SOLUTION" not in cell.source and "raise NotImplementedError()" in cell.source
-            assert not cell.metadata.get("jupyter", {}).get("source_hidden")
-
-
-def test_a_learners_exercise_copies_are_never_overwritten(graded, tmp_path, capsys):
-    root, _ = graded
+def test_a_learners_exercise_copies_are_never_overwritten(tmp_path, capsys):
+    root = classroom.build_classroom(tmp_path / "classroom", NOTEBOOKS[:2])
     mine = tmp_path / "exercises"
     classroom.give_exercises(root, mine)
     first = sorted(mine.iterdir())[0]
@@ -67,3 +65,4 @@ def test_a_learners_exercise_copies_are_never_overwritten(graded, tmp_path, caps
     classroom.give_exercises(root, mine)
     assert first.read_text() == "my work"
     assert f"kept {first}" in capsys.readouterr().out
+    assert len(list(mine.iterdir())) == 2

@@ -12,7 +12,7 @@ far down its first explorer sits, for links that do not answer, and for kernels 
 close. Screenshots of each explorer, the page and the server log are kept in ``test-artifacts/`` when a
 test fails.
 
-This file runs after ``test_notebooks.py``, which leaves the experiments' results cached.
+This file runs after ``test_classroom.py``, whose notebook runs leave the experiments' results cached.
 Without Chromium or playwright the tests skip on a learner's machine, and fail in CI (``CI=true``).
 """
 

@@ -162,24 +162,32 @@ def gradient_shift(model, images, labels, lr):
     return l2, cosine
 
 
+def probed_training(config, desc, probe):
+    """Train the chapter's network once per normalization in ``config["norms"]`` (same weights and batches),
+    calling ``probe(model, images, labels)`` on the batch of every ``probe_every``-th step before that step
+    trains: ``(probed steps, per norm the list of probe results)``."""
+    images, labels = mnist(train=True)
+    probes = list(range(0, config["steps"], config["probe_every"]))
+    batches = random_batches(len(labels), config["batch_size"], config["steps"], config["seed"])
+    results = []
+    with tqdm(total=len(config["norms"]) * config["steps"], desc=desc) as bar:
+        for norm in config["norms"]:
+            model, measured = chapter_mlp(norm, seed=config["seed"]), []
+            train_mlp(model, images, labels, batches, config["lr"], progress=bar, checkpoints=probes,
+                      on_checkpoint=lambda step: measured.append(
+                          probe(model, images[batches[step][0]], labels[batches[step][0]])))
+            results.append(measured)
+    return np.array(probes), results
+
+
 def internal_covariate_shift(config=SHIFT_CONFIG):
     """``gradient_shift`` every ``probe_every`` steps of training, without and with BN (cached): ``l2`` and
     ``cosine`` of shape (norms, probes, layers 2..k), measured on the batch each probed step trains on."""
     def compute():
-        images, labels = mnist(train=True)
-        probes = list(range(0, config["steps"], config["probe_every"]))
-        batches = random_batches(len(labels), config["batch_size"], config["steps"], config["seed"])
-        l2, cosine = [], []
-        with tqdm(total=len(config["norms"]) * config["steps"], desc="gradient shift") as bar:
-            for norm in config["norms"]:
-                model, measured = chapter_mlp(norm, seed=config["seed"]), []
-                train_mlp(model, images, labels, batches, config["lr"], progress=bar, checkpoints=probes,
-                          on_checkpoint=lambda step: measured.append(
-                              gradient_shift(model, images[batches[step][0]], labels[batches[step][0]],
-                                             config["lr"])))
-                l2.append([m[0] for m in measured])
-                cosine.append([m[1] for m in measured])
-        return {"checkpoints": np.array(probes), "l2": np.array(l2), "cosine": np.array(cosine)}
+        probes, measured = probed_training(config, "gradient shift", lambda model, images, labels: gradient_shift(
+            model, images, labels, config["lr"]))
+        return {"checkpoints": probes, "l2": np.array([[m[0] for m in run] for run in measured]),
+                "cosine": np.array([[m[1] for m in run] for run in measured])}
     return cached("ch07_internal_covariate_shift", config, compute)
 
 
@@ -211,21 +219,11 @@ def loss_landscape(config=LANDSCAPE_CONFIG):
     """Loss range and gradient change along the gradient at checkpoints, with and without BN (cached);
     the probe batch is the next training batch, step sizes are ``lr`` times the multipliers."""
     def compute():
-        images, labels = mnist(train=True)
-        checkpoints = list(range(0, config["steps"], config["probe_every"]))
-        batches = random_batches(len(labels), config["batch_size"], config["steps"], config["seed"])
         step_sizes = [config["lr"] * k for k in config["step_multipliers"]]
-        loss_range, gradient_change = [], []
-        with tqdm(total=len(config["norms"]) * config["steps"], desc="loss landscape") as bar:
-            for norm in config["norms"]:
-                model, probes = chapter_mlp(norm, seed=config["seed"]), []
-                train_mlp(model, images, labels, batches, config["lr"], progress=bar, checkpoints=checkpoints,
-                          on_checkpoint=lambda step: probes.append(
-                              probe_along_gradient(model, images[batches[step][0]], labels[batches[step][0]],
-                                                   step_sizes)))
-                loss_range.append([p[0] for p in probes])
-                gradient_change.append([p[1] for p in probes])
-        return {"checkpoints": np.array(checkpoints), "loss_range": loss_range, "gradient_change": gradient_change}
+        probes, measured = probed_training(config, "loss landscape", lambda model, images, labels: probe_along_gradient(
+            model, images, labels, step_sizes))
+        return {"checkpoints": probes, "loss_range": [[p[0] for p in run] for run in measured],
+                "gradient_change": [[p[1] for p in run] for run in measured]}
     return cached("ch07_loss_landscape", config, compute)
 
 
