@@ -111,6 +111,9 @@ def check_fit(explorer, name, screenshots, area=None):
     explorer.scroll_into_view_if_needed()
     explorer.screenshot(path=screenshots / f"{name} at {SCREEN['width']}x{SCREEN['height']}.png".replace(" ", "_"))
     measured = layout(explorer, area)
+    (width, height), (area_width, area_height) = measured["explorer"], measured["area"]
+    print(f"{name}: {width} x {height} px in {area_width} x {area_height}; plot {measured['plot'][0]} x "
+          f"{measured['plot'][1]} px from {measured['png'][0]} x {measured['png'][1]} pixels")
     problems = layout_problems(measured)
     assert not problems, f"{name}: " + "; ".join(problems) + f"\n{json.dumps(measured)}"
     return measured
