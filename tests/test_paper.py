@@ -87,9 +87,11 @@ def test_the_baselines_drift_is_less_than_twice_bns_and_mostly_early(full_run, f
 @pytest.mark.slow
 def test_a_larger_initial_scale_calms_the_baselines_start_and_shrinks_bns_head_start(full_run):
     """With N(0, 0.1^2) both networks still train, but the baseline's medians move about half as far in the
-    first 10,000 steps as with the paper-like N(0, 0.01^2), and BN's lead at step 10,000 almost vanishes."""
-    larger = paper.run_paper_experiment(progress=False, init_std=0.1)
-    assert np.all(larger["accuracy"][-1] > 0.97)
+    first 10,000 steps as with the paper-like N(0, 0.01^2), and BN's lead at step 10,000 almost vanishes.
+    The claim is about the first 10,000 steps, so the larger-scale run stops there (checkpoints every 500
+    steps, as in the full run)."""
+    larger = paper.run_paper_experiment(progress=False, init_std=0.1, steps=10_000, checkpoints=20)
+    assert larger["steps"][-1] == 10_000 and np.all(larger["accuracy"][-1] > 0.95)
     small_early, _, small_accuracy = median_movement(full_run)
     large_early, _, large_accuracy = median_movement(larger)
     assert large_early[0] < 0.6 * small_early[0]
