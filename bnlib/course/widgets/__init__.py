@@ -13,6 +13,8 @@ from bnlib.course.widgets.gamma_beta import gamma_beta_explorer
 from bnlib.course.widgets.hidden_drift import drift_explorer
 from bnlib.course.widgets.learning_rate import learning_rate_explorer
 from bnlib.course.widgets.momentum import momentum_explorer
+from bnlib.course.widgets.recalibration import recalibration_explorer
 
-__all__ = ["Explorer", "batch_coupling_explorer", "batch_noise_explorer", "batch_size_explorer", "drift_explorer",
-           "ema_explorer", "gamma_beta_explorer", "learning_rate_explorer", "momentum_explorer"]
+__all__ = ["Explorer", "batch_coupling_explorer", "batch_noise_explorer", "batch_size_explorer", "devices_explorer",
+           "drift_explorer", "ema_explorer", "gamma_beta_explorer", "learning_rate_explorer", "momentum_explorer",
+           "recalibration_explorer"]

@@ -60,6 +60,8 @@ ITEMS = [
     ("06", "Figure 1's experiment, 3,000 steps, at the batch size you pick.", explorers.batch_size_explorer),
     ("07", "How noisy are a real unit's batch statistics, and what does the noise do to one example?",
      explorers.batch_noise_explorer),
+    ("08", "Shift the test digits, then re-estimate batch norm's statistics on a few unlabeled batches.",
+     explorers.recalibration_explorer),
     ("09", "Data-parallel training: each device's batch statistics, against the whole batch's.",
      explorers.devices_explorer),
 ]
