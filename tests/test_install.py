@@ -2,6 +2,7 @@
 the course folder the user works in (or ``BNLIB_DATA_DIR``), never inside site-packages."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,9 +18,15 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
-    target = tmp_path_factory.mktemp("site-packages")
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target),
-                    str(ROOT)], check=True, capture_output=True)
+    """The package installed from a copy of what it is built from: the course folder's data/ and build/
+    change while other tests run, and a build that walks them could trip over a file in flight."""
+    source, target = tmp_path_factory.mktemp("source"), tmp_path_factory.mktemp("site-packages")
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy2(ROOT / name, source / name)
+    shutil.copytree(ROOT / "bnlib", source / "bnlib", ignore=shutil.ignore_patterns("__pycache__"))
+    done = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target),
+                           str(source)], capture_output=True, text=True)
+    assert done.returncode == 0, f"pip install failed:\n{done.stdout}\n{done.stderr}"
     return target
 
 
