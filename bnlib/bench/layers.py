@@ -15,24 +15,26 @@ def seconds_per_call(call, number):
     return (time.perf_counter() - start) / number
 
 
-def fwd_bwd_ratio(ours_cls, torch_cls, shape, repeats, number, seed=0):
-    """bnlib's forward+backward time over torch's, training mode, float32 on the CPU, same inputs.
+def median_ratio(first, second, repeats, number):
+    """Time of ``first()`` over ``second()``: the two take turns, ``number`` calls each per repeat (after a
+    warm-up of each: allocator, thread pool, caches), so that each repeat gives a ratio of two neighbouring
+    measurements; the median of those ratios shrugs off moments when the machine is busy with something else."""
+    for call in (first, second):
+        seconds_per_call(call, number)
+    return statistics.median(seconds_per_call(first, number) / seconds_per_call(second, number)
+                             for _ in range(repeats))
 
-    The two layers take turns, ``number`` calls each per repeat, so that each repeat gives a ratio of
-    two neighbouring measurements; the median of those ratios shrugs off moments when the machine is
-    busy with something else.
-    """
+
+def fwd_bwd_ratio(ours_cls, torch_cls, shape, repeats, number, seed=0):
+    """bnlib's forward+backward time over torch's, training mode, float32 on the CPU, same inputs
+    (``median_ratio`` of the two)."""
     generator = torch.Generator().manual_seed(seed)
     x = torch.randn(shape, generator=generator).requires_grad_()
     upstream = torch.randn(shape, generator=generator)
     layers = {"ours": ours_cls(shape[1]), "torch": torch_cls(shape[1])}
     steps = {name: (lambda layer=layer: torch.autograd.backward(layer(x), upstream))
              for name, layer in layers.items()}
-    for step in steps.values():
-        seconds_per_call(step, number)  # warm up: allocator, thread pool, caches
-    ratios = [seconds_per_call(steps["ours"], number) / seconds_per_call(steps["torch"], number)
-              for _ in range(repeats)]
-    return statistics.median(ratios)
+    return median_ratio(steps["ours"], steps["torch"], repeats, number)
 
 
 def bn_fwd_bwd_ratio_2d():

@@ -7,11 +7,11 @@ the two versions against each other in the same run.
 """
 
 import copy
-import statistics
-import time
 
 import torch
 from torch import nn
+
+from bnlib.bench.layers import median_ratio
 
 
 def fold_bn_into_conv(conv, bn):
@@ -49,17 +49,10 @@ def folding_errors(net, images):
                                                      zip(ours.state_dict().values(), theirs.state_dict().values()))}
 
 
-def seconds(model, x, number):
-    start = time.perf_counter()
-    with torch.no_grad():
-        for _ in range(number):
-            model(x)
-    return (time.perf_counter() - start) / number
-
-
+@torch.no_grad()
 def inference_speedup(net, images, repeats=15, number=3):
-    """Eval-mode time of the net over its folded copy on ``images`` (float32): the median of ``repeats``
-    ratios of neighbouring measurements, so a busy moment of the machine hits both sides."""
-    net, folded = net.eval(), folded_net(net)
-    seconds(net, images, 1), seconds(folded, images, 1)  # warm up
-    return statistics.median(seconds(net, images, number) / seconds(folded, images, number) for _ in range(repeats))
+    """Eval-mode time of the net over its folded copy on ``images`` (float32), measured in turns
+    (``bnlib.bench.layers.median_ratio``)."""
+    net = net.eval()
+    folded = folded_net(net)
+    return median_ratio(lambda: net(images), lambda: folded(images), repeats, number)
