@@ -10,7 +10,7 @@ from torch import nn
 from bnlib import BatchNorm2d
 from bnlib.course.ch08 import convnet, deployment
 from bnlib.course.exercises.checks import UNANSWERED, call, check_choice, not_yet, passed
-from bnlib.running_stats import recompute_population_statistics
+from bnlib.running_stats import batch_norm_layers, recompute_population_statistics
 
 FOLD_EPS = 0.1  # large, so that a fold that forgets eps is caught
 
@@ -102,7 +102,7 @@ def check_recalibrate(recalibrate):
         if untouched or torch.allclose(ours.running_mean, getattr(net, name).running_mean):
             not_yet(f"{name}'s running mean did not change: BN layers update their statistics only in train mode.")
         ema = copy.deepcopy(net)
-        for layer in deployment.bn_layers(ema):
+        for layer in batch_norm_layers(ema):
             layer.train()
         with torch.no_grad():
             for batch in batches:
