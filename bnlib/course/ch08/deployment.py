@@ -12,13 +12,12 @@ import numpy as np
 import torch
 import torchvision
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from bnlib import BatchNorm1d
 from bnlib.course.cache import cached
 from bnlib.course.ch08.convnet import images_2d, lr_sweep, trained_net
 from bnlib.course.training import accuracy, mnist, random_batches, small_model_settings, train_mlp
-from bnlib.running_stats import recompute_population_statistics
+from bnlib.running_stats import batch_norm_layers, recompute_population_statistics
 
 CONTRAST = 0.3
 FINETUNE = {"contrast": CONTRAST, "steps": 300, "batch_size": 8, "lr": 0.05, "test_examples": 2_000, "seed": 0,
@@ -44,15 +43,11 @@ def shift(images, kind, level, seed=0):
     raise ValueError(f"the shift is 'contrast' or 'noise', not {kind!r}")
 
 
-def bn_layers(model):
-    return [module for module in model.modules() if isinstance(module, _BatchNorm)]
-
-
 def frozen(layer):
     """torchvision's ``FrozenBatchNorm2d`` holding ``layer``'s statistics and affine parameters as buffers."""
     fixed = torchvision.ops.misc.FrozenBatchNorm2d(layer.num_features, eps=layer.eps)
-    fixed.weight.copy_(layer.weight.detach()), fixed.bias.copy_(layer.bias.detach())
-    fixed.running_mean.copy_(layer.running_mean), fixed.running_var.copy_(layer.running_var)
+    for name in ("weight", "bias", "running_mean", "running_var"):   # all buffers there: nothing learns
+        getattr(fixed, name).copy_(getattr(layer, name).detach())
     return fixed
 
 
@@ -67,10 +62,11 @@ def prepare(net, variant):
 
 
 def set_training_mode(net, variant):
+    """``net.train()`` before a fine-tuning step; for "BN in eval mode", its BN layers back in eval mode."""
     net.train()
     if variant == "BN in eval mode":
-        for layer in bn_layers(net):
-            layer.eval()                                       # normalize with, and keep, the running statistics
+        for layer in batch_norm_layers(net):  # normalize with, and keep, the running statistics
+            layer.eval()
 
 
 def finetune(config=FINETUNE):
