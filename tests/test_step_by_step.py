@@ -129,12 +129,14 @@ def test_every_control_changes_the_readout_and_the_plot(name, value):
 
 @pytest.mark.parametrize("moved_to", ["min", "max"])
 @pytest.mark.parametrize("batch_size", [4, 128])
-def test_extremes_redraw_quickly(moved_to, batch_size):
-    import time
-
+def test_the_slider_ends_draw_the_coupling_they_compute(moved_to, batch_size):
+    """At both ends of the slider and the batch sizes, the readout reports ``coupling``'s numbers (its speed
+    is the browser test's and the benchmarks' business, not a timed assertion)."""
     explorer = batch_coupling_explorer()
     explorer.controls["batch_size"].value = batch_size
-    start = time.perf_counter()
-    explorer.controls["moved_to"].value = getattr(explorer.controls["moved_to"], moved_to)
-    assert explorer.error is None and explorer.image.value[:4] == b"\x89PNG"
-    assert time.perf_counter() - start < 1.0
+    slider = explorer.controls["moved_to"]
+    slider.value = getattr(slider, moved_to)
+    result = batch_coupling.coupling(batch_size, slider.value)
+    assert explorer.error is None, explorer.text
+    assert f"up to {result['train_shift']:.2f} in training mode, {result['eval_shift']:.2f} in eval mode" \
+        in explorer.text
