@@ -14,18 +14,20 @@ parent as one bar when ``run_on_ranks`` is given ``total``.
 
 Either way the processes are started fresh ("spawn": no thread pool state inherited from the parent) and
 import the functions by name, so these must live in an importable module, never in a notebook cell or
-the script being run. Results travel back through ``torch.save``; an error in a worker is raised in the
+the script being run. Results travel back through ``torch.save`` into a scratch file (tensors there
+load far faster than through a pipe, numpy arrays by pickling); an error in a worker is raised in the
 parent with the worker's traceback.
 """
 
-import io
 import math
 import multiprocessing
 import queue
 import socket
+import tempfile
 import time
 import traceback
 from datetime import timedelta
+from pathlib import Path
 
 import torch
 
@@ -46,9 +48,10 @@ def report_progress(n=1):
         _report(n)
 
 
-def _worker(index, function, args, messages, setup):
+def _worker(index, function, args, messages, setup, scratch):
     """One process: ``setup()`` if any, then ``function(*args)``, or ``function(*args, report)`` when there
-    is no setup (an independent task); answers ``(kind, index, payload)`` on ``messages``."""
+    is no setup (an independent task); saves the result as ``scratch/<index>.pt`` and answers
+    ``(kind, index, payload)`` on ``messages``."""
     global _report
     _report = lambda n: messages.put(("progress", index, n))
     try:
@@ -57,9 +60,8 @@ def _worker(index, function, args, messages, setup):
         else:
             setup()
             result = function(*args)
-        payload = io.BytesIO()
-        torch.save(result, payload)
-        messages.put(("result", index, payload.getvalue()))
+        torch.save(result, Path(scratch) / f"{index}.pt")
+        messages.put(("result", index, None))
     except BaseException:  # reported to the parent, which raises it
         messages.put(("error", index, traceback.format_exc()))
     finally:
@@ -70,9 +72,15 @@ def _worker(index, function, args, messages, setup):
 def _run(targets, on_progress=lambda n: None, grace=0.0):
     """Start one process per ``(function, args, setup)``; return the results in order, or raise with every
     failure. After the first failure the others get ``grace`` seconds to finish or fail, then are killed."""
+    with tempfile.TemporaryDirectory(prefix="bnlib-results-") as scratch:
+        return _run_in(Path(scratch), targets, on_progress, grace)
+
+
+def _run_in(scratch, targets, on_progress, grace):
     context = multiprocessing.get_context("spawn")
     messages = context.Queue()
-    processes = [context.Process(target=_worker, args=(index, function, args, messages, setup), daemon=True)
+    processes = [context.Process(target=_worker, args=(index, function, args, messages, setup, str(scratch)),
+                                 daemon=True)
                  for index, (function, args, setup) in enumerate(targets)]
     results, failures, deadline = {}, {}, math.inf
     for process in processes:
@@ -91,7 +99,7 @@ def _run(targets, on_progress=lambda n: None, grace=0.0):
                 elif kind == "error":
                     failures[index] = payload
                 else:
-                    results[index] = torch.load(io.BytesIO(payload), weights_only=False)
+                    results[index] = torch.load(scratch / f"{index}.pt", weights_only=False)
             if failures and deadline == math.inf:  # the others may be waiting on the failed one
                 deadline = time.monotonic() + grace
     finally:

@@ -122,7 +122,7 @@ def train_and_evaluate(batch_norm, config, report=None):
                                            config["eval_momentum"], every)
         run["accuracy"], run["percentiles"] = evaluate_checkpoints(run["parameters"], test_images, test_labels,
                                                                    *running)
-    return run
+    return {key: torch.as_tensor(value) for key, value in run.items()}  # tensors travel between processes fast
 
 
 def paper_config(**overrides):
@@ -151,7 +151,7 @@ def compute_paper_experiment(config, progress=True, workers=2):
             runs = [train_and_evaluate(batch_norm, config, bar.update) for batch_norm in (False, True)]
     else:
         raise ValueError(f"workers must be 1 or 2 (one process per network); got {workers!r}")
-    baseline, batch_norm = runs
+    baseline, batch_norm = ({key: value.numpy() for key, value in run.items()} for run in runs)
     return {"steps": baseline["steps"], "batch_size": np.array(config["batch_size"]),
             "accuracy": np.stack([baseline["accuracy"], batch_norm["accuracy"]], axis=1),
             "percentiles": np.stack([baseline["percentiles"], batch_norm["percentiles"]], axis=1),
