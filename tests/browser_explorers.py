@@ -119,8 +119,8 @@ def moves(control):
 def exercise(page, explorer, name, screenshots, idle=None, timeout=120):
     """Move every control of an explorer in each way a learner would; after each move the readout and
     the plot must both change (every readout states what each of its controls sets), and no error may
-    show. Writes a screenshot of the explorer after each move. ``idle()`` tells whether the notebook's
-    kernel is idle, when the server lets us know."""
+    show. When a move fails, a screenshot of the explorer as it then shows joins ``screenshots``.
+    ``idle()`` tells whether the notebook's kernel is idle, when the server lets us know."""
     explorer.scroll_into_view_if_needed()
     before = settle(explorer, idle, timeout)
     found = controls(explorer)
@@ -133,8 +133,9 @@ def exercise(page, explorer, name, screenshots, idle=None, timeout=120):
                 wait_for_change(page, explorer, before, what, timeout)
                 before = settle(explorer, idle, timeout)
                 assert_no_errors(page, what)
-            finally:
+            except BaseException:
                 explorer.screenshot(path=screenshots / f"{name} control {number} {how}.png".replace(" ", "_"))
+                raise
 
 
 def assert_no_errors(page, what):

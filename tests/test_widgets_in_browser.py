@@ -12,7 +12,7 @@ far down its first explorer sits, for links that do not answer, and for kernels 
 close. Screenshots of each explorer, the page and the server log are kept in ``test-artifacts/`` when a
 test fails.
 
-This file runs after ``test_classroom.py``, whose notebook runs leave the experiments' results cached.
+A result not cached yet is computed on the way (the first Run All or app load may train networks).
 Without Chromium or playwright the tests skip on a learner's machine, and fail in CI (``CI=true``).
 """
 
@@ -38,8 +38,11 @@ FIRST_NOTEBOOK = ROOT / "notebooks" / "01_input_normalization.ipynb"  # what `ma
 APP = ROOT / "notebooks" / "app" / "classroom.ipynb"  # what `make app` serves, with notebooks/app/voila.json
 RUN_TIMEOUT = 900  # seconds for Run All or the app's first chapter; cached results make them much faster
 
-# Slow, and run one after another on one test worker (they start servers and browsers of their own).
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("browser")]
+# Slow. The JupyterLab tests run one after another on one test worker, the app's on one worker too (each
+# group starts a server and a browser of its own); the two groups may run side by side.
+pytestmark = pytest.mark.slow
+IN_LAB = pytest.mark.xdist_group("browser-lab")
+IN_APP = pytest.mark.xdist_group("browser-app")
 
 
 def in_ci():
@@ -123,6 +126,7 @@ def test_the_course_has_widget_notebooks():
     assert NOTEBOOKS, "no notebook in notebooks/ calls an explorer of bnlib.course.widgets"
 
 
+@IN_LAB
 def test_jupyterlab_opens_at_the_first_notebook(lab, chromium):
     """``make lab`` opens the first notebook, with the whole course in the file browser."""
     path = f"notebooks/{FIRST_NOTEBOOK.name}"
@@ -140,6 +144,7 @@ def test_jupyterlab_opens_at_the_first_notebook(lab, chromium):
         lab.end_sessions(path)
 
 
+@IN_LAB
 @pytest.mark.parametrize("notebook", list(NOTEBOOKS), ids=[p.stem for p in NOTEBOOKS])
 def test_explorers_fit_and_respond_in_jupyterlab(notebook, lab, chromium, screenshots):
     path = f"notebooks/{notebook.name}"
@@ -210,6 +215,7 @@ def broken_links(page, server):
     return broken
 
 
+@IN_APP
 def test_app_opens_at_figure_1_and_its_explorers(app, chromium, screenshots):
     """Chapter 06 first, saying so while it loads: Figure 1 and both explorers within two screens and a
     half, the first explorer on the first, no code, no broken link; each explorer fits 1280 x 800, is
@@ -244,22 +250,30 @@ def test_app_opens_at_figure_1_and_its_explorers(app, chromium, screenshots):
         page.close()
 
 
-@pytest.mark.parametrize("chapter", [c for c in chapters() if c != FIRST])
-def test_app_chapter_fits_the_screen(chapter, app, chromium, screenshots):
-    """Every chapter the menu offers shows its explorers, without error, each fitting 1280 x 800."""
+@pytest.fixture(scope="module")
+def app_page(app, chromium):
+    """One load of the app, whose menu the chapter tests go through, as an instructor does in class."""
     page = chromium.new_page()
     try:
-        with kept_on_failure(page, screenshots, f"voila-app-{chapter}", app):
-            open_app(page, app)
-            heading = f"{chapter} · {CHAPTERS[chapter]}"
-            page.locator(".bn-classroom select").first.select_option(label=heading)
-            shown = page.locator(f".bn-chapter-{chapter} .bn-explorer")
-            shown.first.wait_for(timeout=RUN_TIMEOUT * 1000)
-            assert_no_errors(page, f"the app at chapter {heading}")
-            for number, explorer in enumerate(shown.all(), 1):
-                check_fit(explorer, f"app {chapter} explorer {number}", screenshots)
+        open_app(page, app)
+        yield page
     finally:
         page.close()
+
+
+@IN_APP
+@pytest.mark.parametrize("chapter", [c for c in chapters() if c != FIRST])
+def test_app_chapter_fits_the_screen(chapter, app, app_page, screenshots):
+    """Every chapter the menu offers shows its explorers, without error, each fitting 1280 x 800."""
+    page = app_page
+    with kept_on_failure(page, screenshots, f"voila-app-{chapter}", app):
+        heading = f"{chapter} · {CHAPTERS[chapter]}"
+        page.locator(".bn-classroom select").first.select_option(label=heading)
+        shown = page.locator(f".bn-chapter-{chapter} .bn-explorer")
+        shown.first.wait_for(timeout=RUN_TIMEOUT * 1000)
+        assert_no_errors(page, f"the app at chapter {heading}")
+        for number, explorer in enumerate(shown.all(), 1):
+            check_fit(explorer, f"app {chapter} explorer {number}", screenshots)
 
 
 def culled(server):
@@ -267,12 +281,13 @@ def culled(server):
     return server.log.read_text(errors="replace").count("seconds of inactivity")
 
 
+@IN_APP
 def test_closing_the_app_leaves_no_kernel(chromium, course, tmp_path_factory, screenshots):
     """Three loads of the app, each closed: twice as a browser closes a tab (the page asks Voila to shut
     its kernel down at once), once dropped without a word (culled after the idle time, shortened here to
-    8 s), after idling connected for twice that time (an open page is never culled). Each load starts a
+    5 s), after idling connected for twice that time (an open page is never culled). Each load starts a
     kernel of about a gigabyte; after each close none is left."""
-    idle = 8
+    idle = 5
     server = start_voila(course / "notebooks" / "app" / APP.name, tmp_path_factory.mktemp("voila-kernels"),
                          course / "notebooks" / "app", f"--MappingKernelManager.cull_idle_timeout={idle}",
                          "--MappingKernelManager.cull_interval=1")
