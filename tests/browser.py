@@ -93,6 +93,50 @@ def explorer_calls(tree, aliases):
     return count
 
 
+def bound_names(tree):
+    """The names a cell's code binds at its top level or in any block: assignments, loop and ``with``
+    targets, imports, functions and classes."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update(alias.asname or alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+    return names
+
+
+def used_names(tree):
+    return {node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)}
+
+
+def explorer_slice(cells):
+    """The code cells (sources) that building a notebook's explorers needs, in order: the first code cell
+    (the set-up: ``%matplotlib inline``, imports), every cell that calls an explorer, and every earlier
+    cell that binds a name a kept cell uses. What the chapter computes only to print or plot is left out."""
+    trees = [python_of(source) for source in cells]
+    aliases, calls = {}, []
+    for tree in trees:
+        calls.append(explorer_calls(tree, aliases))
+    needed, kept = set(), []
+    for index in reversed(range(len(cells))):
+        if index == 0 or calls[index] or bound_names(trees[index]) & needed:
+            kept.append(index)
+            needed = (needed - bound_names(trees[index])) | used_names(trees[index])
+    return [cells[index] for index in reversed(kept)]
+
+
+def write_explorer_notebook(notebook, destination):
+    """``notebook`` reduced to ``explorer_slice`` of its code cells, written to ``destination``."""
+    content = json.loads(Path(notebook).read_text())
+    sources = ["".join(cell["source"]) for cell in content["cells"] if cell["cell_type"] == "code"]
+    content["cells"] = [{"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
+                         "source": source} for source in explorer_slice(sources)]
+    Path(destination).write_text(json.dumps(content, indent=1))
+    return destination
+
+
 def widget_notebooks(folder):
     """``{notebook: number of explorers}`` for the notebooks of ``folder`` whose code cells call an explorer
     (any ``*_explorer(...)`` function of ``bnlib.course.widgets``)."""

@@ -2,8 +2,9 @@
 app (``make app``), driven by headless Chromium at 1280 x 800 (a projector's screen).
 
 Every notebook that calls an explorer (a ``*_explorer(...)`` function of ``bnlib.course.widgets``) is opened
-in JupyterLab (a copy of it, so autosave never writes outputs into the course), all its cells are run, and
-each explorer is screenshot and measured: controls, readout and plot must fit the notebook's visible area,
+in JupyterLab as a copy reduced to the cells its explorers need (``browser.explorer_slice``: the set-up
+cell, the explorer calls and the cells that compute what they are given; ``test_classroom`` runs every
+cell of every notebook), all of them are run, and each explorer is screenshot and measured: controls, readout and plot must fit the notebook's visible area,
 no label may be cut, every slider track must be at least 200 px wide, and the plot must be shown with at
 least 2 image pixels per CSS pixel, never stretched. Then each control is moved the way a learner would
 (sliders dragged and nudged with the keyboard, dropdowns switched): the readout and the plot's PNG bytes
@@ -27,7 +28,7 @@ from pathlib import Path
 
 import pytest
 from browser import (SCREEN, WIDE_SCREEN, copy_course, kernel_idle, kernels, launch_chromium, missing_browser,
-                     run_all, start_lab, start_voila, wait_for, widget_notebooks)
+                     run_all, start_lab, start_voila, wait_for, widget_notebooks, write_explorer_notebook)
 from browser_explorers import assert_no_errors, exercise, layout, layout_problems
 
 from bnlib.course.widgets.app import CHAPTERS, FIRST, chapters
@@ -146,8 +147,9 @@ def test_jupyterlab_opens_at_the_first_notebook(lab, chromium):
 
 @IN_LAB
 @pytest.mark.parametrize("notebook", list(NOTEBOOKS), ids=[p.stem for p in NOTEBOOKS])
-def test_explorers_fit_and_respond_in_jupyterlab(notebook, lab, chromium, screenshots):
-    path = f"notebooks/{notebook.name}"
+def test_explorers_fit_and_respond_in_jupyterlab(notebook, lab, course, chromium, screenshots):
+    path = f"notebooks/{notebook.stem}-explorers.ipynb"
+    write_explorer_notebook(notebook, course / path)
     page = chromium.new_page()
     try:
         with kept_on_failure(page, screenshots, f"jupyterlab-{notebook.stem}", lab):
