@@ -287,8 +287,9 @@ def test_evaluation_equals_torch_eval_mode(batch_norm):
 
 @pytest.mark.slow
 def test_two_processes_give_the_one_process_result():
-    """The two networks trained in two processes (one each) or one after the other in this one: the same
-    code on one thread each, so the results agree up to floating-point rounding."""
+    """The two networks trained in two processes (one each, the baseline's also evaluating the later half of
+    the BN network's checkpoints) or one after the other in this one: the same code on one thread each, so
+    the results agree up to floating-point rounding."""
     config = paper.paper_config(steps=300, checkpoints=3)
     one = paper.compute_paper_experiment(config, progress=False, workers=1)
     two = paper.compute_paper_experiment(config, progress=False, workers=2)
