@@ -87,3 +87,22 @@ def test_each_exercise_is_a_solution_cell_then_a_locked_graded_check(path):
     for i, mine in enumerate(names):
         for theirs in names[i + 1:]:
             assert not mine & theirs, f"{path.name}: exercises share the names {mine & theirs}; use names of their own"
+
+
+def test_a_predictions_expected_answer_is_computed_only_for_an_answer_among_the_choices(capsys):
+    from bnlib.course.exercises.checks import NotYet, check_choice
+
+    computed = []
+
+    def expected():
+        computed.append(True)
+        return "more"
+
+    for unanswerable in (None, "a lot"):
+        with pytest.raises(NotYet):
+            check_choice(unanswerable, expected, ("more", "less"), "Correct.", "hint")
+    assert not computed
+    with pytest.raises(NotYet, match="hint"):
+        check_choice("less", expected, ("more", "less"), "Correct.", "hint")
+    check_choice("more", expected, ("more", "less"), "Right: more.", "hint")
+    assert computed == [True, True] and "Right: more." in capsys.readouterr().out

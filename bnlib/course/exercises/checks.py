@@ -88,10 +88,11 @@ def check_value(answer, expected, praise, mistakes, hint, rel_tol=1e-6):
 
 
 def check_choice(answer, expected, choices, praise, hint):
-    """A prediction: ``answer`` must be one of ``choices`` (strings) and equal ``expected``, what the run shows."""
+    """A prediction: ``answer`` must be one of ``choices`` (strings) and equal ``expected``, what the run shows
+    (or a function that computes it, called only for an answer among ``choices``)."""
     __tracebackhide__ = True  # noqa: F841
     if answer is None:
         not_yet(UNANSWERED)
     if answer not in choices:
         not_yet(f"Answer with one of {', '.join(repr(choice) for choice in choices)} (got {answer!r}).")
-    verdict(answer == expected, praise, hint)
+    verdict(answer == (expected() if callable(expected) else expected), praise, hint)
