@@ -14,9 +14,9 @@ parent as one bar when ``run_on_ranks`` is given ``total``.
 
 Either way the processes are started fresh ("spawn": no thread pool state inherited from the parent) and
 import the functions by name, so these must live in an importable module, never in a notebook cell or
-the script being run. Results travel back through ``torch.save`` into a scratch file (tensors there
-load far faster than through a pipe, numpy arrays by pickling); an error in a worker is raised in the
-parent with the worker's traceback.
+the script being run. Results travel back through ``torch.save`` into a scratch file, not through the
+message pipe: tensors of hundreds of megabytes then take a fraction of a second (numpy arrays are pickled,
+far slower; return tensors). An error in a worker is raised in the parent with the worker's traceback.
 """
 
 import math
@@ -77,6 +77,7 @@ def _run(targets, on_progress=lambda n: None, grace=0.0):
 
 
 def _run_in(scratch, targets, on_progress, grace):
+    """``_run`` with the workers' results saved in the folder ``scratch``."""
     context = multiprocessing.get_context("spawn")
     messages = context.Queue()
     processes = [context.Process(target=_worker, args=(index, function, args, messages, setup, str(scratch)),
