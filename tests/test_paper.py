@@ -286,11 +286,24 @@ def test_evaluation_equals_torch_eval_mode(batch_norm):
 
 
 @pytest.mark.slow
+def test_the_trainer_shows_each_checkpoint_the_run_so_far():
+    images, labels = tiny_data()
+    seen = {}
+    record = lambda c, so_far: seen.update({c: {key: value.clone() for key, value in so_far.items()}})  # noqa: E731
+    run = fast_trainer.train_network(images, labels, True, 12, 8, 0.5, 0.1, 0, 4, at_checkpoint=record)
+    assert sorted(seen) == [0, 1, 2, 3]
+    for c, so_far in seen.items():
+        assert so_far.keys() == run.keys()
+        for key, value in so_far.items():
+            done = c + 1 if key in ("steps", "parameters") else 3 * c  # checkpoints 0..c; 3 steps each before
+            torch.testing.assert_close(value, run[key][:done])
+
+
 def test_two_processes_give_the_one_process_result():
-    """The two networks trained in two processes (one each, the baseline's also evaluating the later half of
-    the BN network's checkpoints) or one after the other in this one: the same code on one thread each, so
-    the results agree up to floating-point rounding."""
-    config = paper.paper_config(steps=300, checkpoints=3)
+    """The two networks trained in two processes (one each, the baseline's also evaluating the BN network's
+    early checkpoints, sent during training, and its last ones) or one after the other in this one: the
+    same code on one thread each, so the results agree up to floating-point rounding."""
+    config = paper.paper_config(steps=300, checkpoints=6)  # the workers evaluate BN's 0-4 and 6, and 5
     one = paper.compute_paper_experiment(config, progress=False, workers=1)
     two = paper.compute_paper_experiment(config, progress=False, workers=2)
     assert set(one) == set(two)

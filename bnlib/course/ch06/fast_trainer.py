@@ -171,7 +171,8 @@ class Network:
         self.backward_and_update(lr)
 
 
-def train_network(images, labels, batch_norm, steps, batch_size, lr, init_std, seed, checkpoints, report=None):
+def train_network(images, labels, batch_norm, steps, batch_size, lr, init_std, seed, checkpoints, report=None,
+                  at_checkpoint=None):
     """Train one network; return its weights at the checkpoints and, with BN, every step's batch statistics.
 
     Returns a dict of tensors: ``steps`` (C+1,) the checkpoint steps (0 = initial weights), ``parameters``
@@ -179,6 +180,8 @@ def train_network(images, labels, batch_norm, steps, batch_size, lr, init_std, s
     the per-step batch mean and biased batch variance of ``u W`` in each hidden layer. Both networks get the
     same initial weights and the same batches for the same ``seed``. The dtype of ``images`` sets the
     computation's dtype. ``report(n)``, if given, is told every ``REPORT_EVERY`` steps that n more are done.
+    ``at_checkpoint(c, so_far)``, if given, is called once checkpoint c < C is saved, with the run so far
+    (this dict up to checkpoint c, as views into the run's buffers: copy what you keep).
     """
     if checkpoints < 1 or steps % checkpoints:
         raise ValueError(f"steps ({steps}) must be a positive multiple of checkpoints ({checkpoints}), "
@@ -198,13 +201,20 @@ def train_network(images, labels, batch_norm, steps, batch_size, lr, init_std, s
             report(REPORT_EVERY)
         if step % every == 0:
             saved[step // every].copy_(net.params)
+            if at_checkpoint is not None:
+                at_checkpoint(step // every, _run_so_far(saved, batch_mean, batch_var, step, every, batch_norm))
         torch.index_select(images, 0, order[step], out=net.x)
         torch.index_select(onehots, 0, order[step], out=net.onehot)
         net.sgd_step(lr, batch_mean[step if batch_norm else 0], batch_var[step if batch_norm else 0])
     saved[-1].copy_(net.params)
     if report is not None:
         report(steps - REPORT_EVERY * ((steps - 1) // REPORT_EVERY))
-    result = {"steps": torch.arange(0, steps + 1, every), "parameters": saved}
+    return _run_so_far(saved, batch_mean, batch_var, steps, every, batch_norm)
+
+
+def _run_so_far(saved, batch_mean, batch_var, step, every, batch_norm):
+    """``train_network``'s result up to ``step``, a checkpoint: views into the buffers, no copies."""
+    result = {"steps": torch.arange(0, step + 1, every), "parameters": saved[:step // every + 1]}
     if batch_norm:
-        result.update(batch_mean=batch_mean, batch_var=batch_var)
+        result.update(batch_mean=batch_mean[:step], batch_var=batch_var[:step])
     return result

@@ -98,42 +98,79 @@ def evaluate_checkpoints(parameters, images, labels, running_mean=None, running_
     inputs (C+1, 3, 100), at each of the C+1 checkpoints of ``parameters``, in inference mode. The BN
     network (given its running statistics at the checkpoints, (C+1, 3, 100) each) normalizes with them."""
     batch_norm = running_mean is not None
-    accuracy, percentiles = [], []
+    accuracy = np.empty(len(parameters))
+    percentiles = np.empty((len(parameters), len(drift.PERCENTILES), WIDTHS[-2]))
     for c in range(len(parameters)):
         statistics = (running_mean[c:c + 1], running_var[c:c + 1]) if batch_norm else ()
         network = inference_layers(stack_network(parameters[c:c + 1], batch_norm), *statistics)
         z, logits = inference_pass(images @ network["weights"][0], network)
-        accuracy.append((logits[0].argmax(1) == labels).to(torch.float64).mean().item())
-        percentiles.append(drift.percentiles(z[0].numpy()))
-    return np.array(accuracy), np.stack(percentiles)
+        accuracy[c] = (logits[0].argmax(1) == labels).to(torch.float64).mean().item()
+        percentiles[c] = drift.percentiles(z[0].numpy())
+    return accuracy, percentiles
+
+
+def bn_checkpoints(run, config):
+    """The BN network's checkpoints in ``run`` (so far), ready for ``evaluate_share``: ``first`` (0), their
+    ``parameters`` and the running statistics replayed up to each."""
+    every, trained = config["steps"] // config["checkpoints"], len(run["batch_mean"])
+    if trained:
+        running_mean, running_var = replay_running_stats(run["batch_mean"], run["batch_var"], config["batch_size"],
+                                                         config["eval_momentum"], every)
+    else:  # checkpoint 0: torch's initial running statistics
+        shape, dtype = (1, *run["batch_mean"].shape[1:]), run["batch_mean"].dtype
+        running_mean, running_var = np.zeros(shape, dtype), np.ones(shape, dtype)
+    return {"first": 0, "parameters": run["parameters"], "running_mean": running_mean, "running_var": running_var}
+
+
+def part(share, first, stop=None):
+    """The checkpoints ``first`` to ``stop`` (excluded) of a share of checkpoints."""
+    return {key: share["first"] + first if key == "first" else value[first:stop] for key, value in share.items()}
+
+
+def evaluate_share(share, images, labels):
+    """``evaluate_checkpoints`` on a share of checkpoints (from ``bn_checkpoints``, or a baseline's
+    ``first`` and ``parameters``): ``(indices of the checkpoints, accuracy, percentiles)``."""
+    statistics = (share["running_mean"], share["running_var"]) if "running_mean" in share else ()
+    indices = share["first"] + np.arange(len(share["parameters"]))
+    return (indices, *evaluate_checkpoints(share["parameters"], images, labels, *statistics))
+
+
+HANDOFF_AT = 0.75  # the BN network's checkpoints up to 75% of training go to the baseline's worker
 
 
 def train_and_evaluate(batch_norm, config, handoff=None, report=None):
     """One network of the experiment: trained, then evaluated at its checkpoints (one worker's share).
 
-    ``handoff``, a queue between the two workers, balances them: the BN network trains longer (its steps
-    cost more), so its worker hands the later half of its checkpoints to the baseline's worker, which
-    evaluates them after its own and returns them as ``bn_accuracy`` and ``bn_percentiles``.
+    ``handoff``, a queue between the two workers, balances them. The BN network trains longer (its steps
+    cost more), so the baseline's worker, once done with its own network, evaluates BN checkpoints too:
+    those up to ``HANDOFF_AT`` of training, sent while the BN network trains on, then, after training, the
+    later half of the rest. It returns them as ``bn_accuracy`` and ``bn_percentiles``, at the checkpoints
+    ``bn_evaluated``; the BN worker's own ``accuracy`` and ``percentiles`` are at ``evaluated``.
     """
     train_images, train_labels = load_mnist(train=True)
     test_images, test_labels = load_mnist(train=False)
+    early = int(HANDOFF_AT * config["checkpoints"])
+    send_early = handoff is not None and batch_norm
+
+    def at_checkpoint(c, so_far):
+        if c == early:
+            handoff.put(bn_checkpoints({key: value.numpy() for key, value in so_far.items()}, config))
+
     with small_model_settings():
         run = train_network(train_images, train_labels, batch_norm, config["steps"], config["batch_size"],
-                            config["lr"], config["init_std"], config["seed"], config["checkpoints"], report)
+                            config["lr"], config["init_std"], config["seed"], config["checkpoints"], report,
+                            at_checkpoint if send_early else None)
         run = {key: value.numpy() for key, value in run.items()}
-        share = {"parameters": run["parameters"]}
-        if batch_norm:  # the running statistics at the checkpoints, replayed from every step's batch statistics
-            every = config["steps"] // config["checkpoints"]
-            share["running_mean"], share["running_var"] = replay_running_stats(
-                run["batch_mean"], run["batch_var"], config["batch_size"], config["eval_momentum"], every)
-            if handoff is not None:
-                half = len(run["parameters"]) // 2
-                handoff.put({key: value[half:] for key, value in share.items()})
-                share = {key: value[:half] for key, value in share.items()}
-        run["accuracy"], run["percentiles"] = evaluate_checkpoints(images=test_images, labels=test_labels, **share)
+        share = bn_checkpoints(run, config) if batch_norm else {"first": 0, "parameters": run["parameters"]}
+        if send_early:  # the BN worker keeps the first half of the checkpoints after the early ones
+            first = early + 1
+            split = first + (len(run["parameters"]) - first + 1) // 2
+            handoff.put(part(share, split))
+            share = part(share, first, split)
+        run["evaluated"], run["accuracy"], run["percentiles"] = evaluate_share(share, test_images, test_labels)
         if handoff is not None and not batch_norm:
-            run["bn_accuracy"], run["bn_percentiles"] = evaluate_checkpoints(images=test_images, labels=test_labels,
-                                                                             **handoff.get())
+            parts = [evaluate_share(handoff.get(), test_images, test_labels) for _ in range(2)]
+            run["bn_evaluated"], run["bn_accuracy"], run["bn_percentiles"] = (np.concatenate(v) for v in zip(*parts))
     return {key: torch.as_tensor(value) for key, value in run.items()}  # tensors travel between processes fast
 
 
@@ -149,7 +186,7 @@ def compute_paper_experiment(config, progress=True, workers=2):
     """Train both networks and evaluate them at the checkpoints, without the cache (see ``run_paper_experiment``).
 
     With ``workers=2`` the two networks train in two processes at once, one each, and the baseline's
-    process, done first, also evaluates half of the BN network's checkpoints; with 1, one after the other
+    process, done first, also evaluates most of the BN network's checkpoints; with 1, one after the other
     in this process. Both run the same code on one thread each, so the results agree up to
     floating-point rounding (bit for bit on the same machine).
     """
@@ -166,8 +203,11 @@ def compute_paper_experiment(config, progress=True, workers=2):
     else:
         raise ValueError(f"workers must be 1 or 2 (one process per network); got {workers!r}")
     baseline, batch_norm = ({key: value.numpy() for key, value in run.items()} for run in runs)
-    bn_accuracy, bn_percentiles = (np.concatenate([batch_norm[key], baseline[f"bn_{key}"]]) if f"bn_{key}" in baseline
-                                   else batch_norm[key] for key in ("accuracy", "percentiles"))
+    bn_accuracy, bn_percentiles = batch_norm["accuracy"], batch_norm["percentiles"]
+    if "bn_evaluated" in baseline:  # the BN checkpoints each worker evaluated, back in order
+        order = np.argsort(np.concatenate([batch_norm["evaluated"], baseline["bn_evaluated"]]))
+        bn_accuracy, bn_percentiles = (np.concatenate([batch_norm[key], baseline[f"bn_{key}"]])[order]
+                                       for key in ("accuracy", "percentiles"))
     return {"steps": baseline["steps"], "batch_size": np.array(config["batch_size"]),
             "accuracy": np.stack([baseline["accuracy"], bn_accuracy], axis=1),
             "percentiles": np.stack([baseline["percentiles"], bn_percentiles], axis=1),
