@@ -10,7 +10,6 @@ import copy
 
 import numpy as np
 import torch
-import torchvision
 from torch import nn
 
 from bnlib import BatchNorm1d
@@ -45,7 +44,9 @@ def shift(images, kind, level, seed=0):
 
 def frozen(layer):
     """torchvision's ``FrozenBatchNorm2d`` holding ``layer``'s statistics and affine parameters as buffers."""
-    fixed = torchvision.ops.misc.FrozenBatchNorm2d(layer.num_features, eps=layer.eps)
+    from torchvision.ops.misc import FrozenBatchNorm2d  # imported here: torchvision takes a second to load
+
+    fixed = FrozenBatchNorm2d(layer.num_features, eps=layer.eps)
     for name in ("weight", "bias", "running_mean", "running_var"):   # all buffers there: nothing learns
         getattr(fixed, name).copy_(getattr(layer, name).detach())
     return fixed
