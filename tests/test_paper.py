@@ -285,20 +285,32 @@ def test_evaluation_equals_torch_eval_mode(batch_norm):
         torch.testing.assert_close(sigmoid_inputs(ours, images), inputs, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.slow
-def test_the_trainer_shows_each_checkpoint_the_run_so_far():
+def test_the_trainer_shows_each_checkpoint_the_run_so_far_and_its_bn_checkpoints_are_the_whole_runs():
+    """What the BN worker hands over during training (the run so far at a checkpoint, and the running
+    statistics replayed from it) equals the same checkpoints of the finished run: the hand-over in two
+    processes relies on it. At checkpoint 0 the statistics are torch's initial ones."""
     images, labels = tiny_data()
-    seen = {}
-    record = lambda c, so_far: seen.update({c: {key: value.clone() for key, value in so_far.items()}})  # noqa: E731
+    config = paper.paper_config(steps=12, checkpoints=4, batch_size=8)
+    seen, handed = {}, {}
+
+    def record(c, so_far):
+        seen[c] = {key: value.clone() for key, value in so_far.items()}
+        handed[c] = paper.bn_checkpoints({key: value.numpy().copy() for key, value in so_far.items()}, config)
+
     run = fast_trainer.train_network(images, labels, True, 12, 8, 0.5, 0.1, 0, 4, at_checkpoint=record)
+    whole = paper.bn_checkpoints({key: value.numpy() for key, value in run.items()}, config)
     assert sorted(seen) == [0, 1, 2, 3]
     for c, so_far in seen.items():
         assert so_far.keys() == run.keys()
         for key, value in so_far.items():
             done = c + 1 if key in ("steps", "parameters") else 3 * c  # checkpoints 0..c; 3 steps each before
             torch.testing.assert_close(value, run[key][:done])
+        for key in ("parameters", "running_mean", "running_var"):
+            np.testing.assert_allclose(handed[c][key], whole[key][:c + 1], rtol=1e-12, atol=1e-15, err_msg=key)
+    assert (handed[0]["running_mean"] == 0).all() and (handed[0]["running_var"] == 1).all()
 
 
+@pytest.mark.slow
 def test_two_processes_give_the_one_process_result():
     """The two networks trained in two processes (one each, the baseline's also evaluating the BN network's
     early checkpoints, sent during training, and its last ones) or one after the other in this one: the
