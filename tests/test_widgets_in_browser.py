@@ -1,17 +1,17 @@
-"""A learner and an instructor see working explorers that fit the screen: in JupyterLab and in the Voila
-app (``make app``), driven by headless Chromium at 1280 x 800 (a projector's screen).
+"""A learner and an instructor see working explorers that fit the screen: in JupyterLab and in the Voila app
+(``make app``), driven by headless Chromium at 1280 x 800 (a projector's screen).
 
 Every notebook that calls an explorer (a ``*_explorer(...)`` function of ``bnlib.course.widgets``) is opened
 in JupyterLab as a copy reduced to the cells its explorers need (``browser.explorer_slice``: the set-up
-cell, the explorer calls and the cells that compute what they are given; ``test_classroom`` runs every
-cell of every notebook), all of them are run, and each explorer is screenshot and measured: controls,
-readout and plot must fit the notebook's visible area, no label may be cut, every slider track must be at least 200 px wide, and the plot must be shown with at
-least 2 image pixels per CSS pixel, never stretched. Then each control is moved the way a learner would
-(sliders dragged and nudged with the keyboard, dropdowns switched): the readout and the plot's PNG bytes
-must both change and no error may appear. The app is checked the same way, chapter by chapter, for how
-far down its first explorer sits, for links that do not answer, and for kernels left behind when pages
-close. Screenshots of each explorer, the page and the server log are kept in ``test-artifacts/`` when a
-test fails.
+cell, the explorer calls and the cells that compute what they are given; ``test_classroom`` runs every cell
+of every notebook), all of them are run, and each explorer is screenshot and measured: controls, readout and
+plot must fit the notebook's visible area, no label may be cut, every slider track must be at least 200 px
+wide, and the plot must be shown with at least 2 image pixels per CSS pixel, never stretched. Then each
+control is moved the way a learner would (sliders dragged and nudged with the keyboard, dropdowns switched):
+the readout and the plot's PNG bytes must both change and no error may appear. The app is checked the same
+way, chapter by chapter, for how far down its first explorer sits, for links that do not answer, and for
+kernels left behind when pages close. Screenshots of each explorer, the page and the server log are kept in
+``test-artifacts/`` when a test fails.
 
 A result not cached yet is computed on the way (the first Run All or app load may train networks).
 Without Chromium or playwright the tests skip on a learner's machine, and fail in CI (``CI=true``).
