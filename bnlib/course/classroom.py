@@ -17,8 +17,8 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 from bnlib.course.data import project_root
@@ -41,14 +41,30 @@ def course_notebooks():
     return sorted((project_root() / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
-def nbgrader(*args, root):
-    """Run an nbgrader command in the course folder ``root`` (where its ``nbgrader_config.py`` is)."""
+def nbgrader(command, assignment, root, student=None):
+    """Run nbgrader's ``generate_assignment`` or ``autograde`` (of ``student``'s submission) on ``assignment``,
+    in this process through nbgrader's API, with the configuration in ``root/nbgrader_config.py``."""
+    if command not in ("generate_assignment", "autograde"):
+        raise ValueError(f"unknown nbgrader command {command!r}: generate_assignment or autograde")
+    from nbgrader.apps import NbGraderAPI
+    from nbgrader.coursedir import CourseDirectory
+    from sqlalchemy.exc import SAWarning
+    from traitlets.config.loader import PyFileConfigLoader
+
+    config = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
+    api = NbGraderAPI(coursedir=CourseDirectory(config=config), config=config)
+    path = os.environ.get("PATH", "")
     # nbgrader runs its database tool (alembic) by name: the environment's bin folder must be on the PATH
-    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    done = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=root, capture_output=True, text=True,
-                          env={**os.environ, "PATH": path})
-    if done.returncode:
-        raise RuntimeError(f"nbgrader {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+    os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), path])
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SAWarning)  # nbgrader's gradebook code warns about its own session
+            done = (api.generate_assignment(assignment, force=True) if command == "generate_assignment"
+                    else api.autograde(assignment, student, force=True))
+    finally:
+        os.environ["PATH"] = path
+    if not done["success"]:
+        raise RuntimeError(f"nbgrader {command} {assignment} failed:\n{done.get('log', '')}\n{done.get('error', '')}")
     return done
 
 
@@ -64,7 +80,7 @@ def build_classroom(root, notebooks=None):
         folder.mkdir(parents=True, exist_ok=True)
         shutil.copy2(notebook, folder / Path(notebook).name)
     for assignment in sorted(path.name for path in (root / "source").iterdir()):
-        nbgrader("generate_assignment", assignment, "--force", root=root)
+        nbgrader("generate_assignment", assignment, root)
     for released in (root / "release").glob("ch*/*.ipynb"):  # the solutions are collapsed; the stubs must not be
         notebook = json.loads(released.read_text())
         for cell in notebook["cells"]:
