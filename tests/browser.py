@@ -20,6 +20,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from notebook_slice import needed_cells, python_of
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -49,17 +51,6 @@ def missing_browser():
     if not os.access(CHROMIUM, os.X_OK):
         return f"{CHROMIUM} is missing. " + HOW_TO_ENABLE
     return None
-
-
-def python_of(cell_source):
-    """A code cell as plain Python (magics such as ``%matplotlib inline`` turned into calls), or "" if it
-    does not parse."""
-    from IPython.core.inputtransformer2 import TransformerManager
-
-    try:
-        return ast.parse(TransformerManager().transform_cell(cell_source))
-    except SyntaxError:
-        return ast.parse("")
 
 
 def explorer_calls(tree, aliases):
@@ -93,38 +84,13 @@ def explorer_calls(tree, aliases):
     return count
 
 
-def bound_names(tree):
-    """The names a cell's code binds at its top level or in any block: assignments, loop and ``with``
-    targets, imports, functions and classes."""
-    names = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
-            names.add(node.id)
-        elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            names.update(alias.asname or alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            names.add(node.name)
-    return names
-
-
-def used_names(tree):
-    return {node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)}
-
-
 def explorer_slice(cells):
-    """The code cells (sources) that building a notebook's explorers needs, in order: the first code cell
-    (the set-up: ``%matplotlib inline``, imports), every cell that calls an explorer, and every earlier
-    cell that binds a name a kept cell uses. What the chapter computes only to print or plot is left out."""
-    trees = [python_of(source) for source in cells]
-    aliases, calls = {}, []
-    for tree in trees:
-        calls.append(explorer_calls(tree, aliases))
-    needed, kept = set(), []
-    for index in reversed(range(len(cells))):
-        if index == 0 or calls[index] or bound_names(trees[index]) & needed:
-            kept.append(index)
-            needed = (needed - bound_names(trees[index])) | used_names(trees[index])
-    return [cells[index] for index in reversed(kept)]
+    """The code cells (sources) that building a notebook's explorers needs, in order: the set-up, every cell
+    that calls an explorer, and every earlier cell that binds a name a kept cell uses
+    (``notebook_slice.needed_cells``). What the chapter computes only to print or plot is left out."""
+    aliases = {}
+    calls = {index for index, source in enumerate(cells) if explorer_calls(python_of(source), aliases)}
+    return [cells[index] for index in needed_cells(cells, calls)]
 
 
 def write_explorer_notebook(notebook, destination):

@@ -1,9 +1,11 @@
 """Every notebook through nbgrader, end to end, which is also the test that it runs top to bottom.
 
 For each course notebook, an nbgrader course folder of its own: the student version keeps no solution and
-shows its stubs; a blank submission autogrades to zero points; the course notebook itself, submitted as the
-solutions, autogrades to full marks, and nbgrader's run of it (a fresh kernel, top to bottom) leaves no
-error output and no cell unrun. Separate folders let both test workers grade at once."""
+shows its stubs; the course notebook itself, submitted as the solutions, autogrades to full marks, and
+nbgrader's run of it (a fresh kernel, top to bottom) leaves no error output and no cell unrun. A blank
+submission autogrades to zero points, every check failing on its stub. The blank one is the student version
+cut down to its exercises and the cells they need: running the rest again would test nothing more. Separate
+folders let both test workers grade at once."""
 
 import shutil
 
@@ -11,22 +13,41 @@ import nbformat
 import pytest
 from nbgrader.api import Gradebook
 
+from notebook_slice import needed_cells
+
 from bnlib.course import classroom
+from bnlib.course.exercises import checks
 
 pytestmark = pytest.mark.slow  # runs every notebook twice, blank and solved, in a kernel
 
 NOTEBOOKS = classroom.course_notebooks()
 
 
+BLANK_ANSWERS = ("is not written yet", checks.UNANSWERED)  # how a check greets a stub
+
+
+def exercises_only(released, destination):
+    """The student version ``released`` without the code cells its exercises do not need: it keeps every
+    nbgrader cell (stubs and checks), the set-up and each earlier code cell that binds a name a kept cell
+    uses (``notebook_slice.needed_cells``)."""
+    notebook = nbformat.read(released, 4)
+    code = [index for index, cell in enumerate(notebook.cells) if cell.cell_type == "code"]
+    exercises = {k for k, index in enumerate(code) if notebook.cells[index].metadata.get("nbgrader")}
+    kept = {code[k] for k in needed_cells([notebook.cells[index].source for index in code], exercises)}
+    notebook.cells = [cell for index, cell in enumerate(notebook.cells) if cell.cell_type != "code" or index in kept]
+    nbformat.write(notebook, destination)
+
+
 def graded(notebook, root):
     """Autograde a blank and a solved submission of ``notebook`` in the course folder ``root``:
     ``{student: (score, max_score)}``."""
     assignment = classroom.assignment_of(notebook)
-    for student, source in (("blank", root / "release"), ("solutions", root / "source")):
-        folder = root / "submitted" / student / assignment
-        folder.mkdir(parents=True)
-        shutil.copy2(source / assignment / notebook.name, folder / notebook.name)
-    classroom.nbgrader("autograde", assignment, "--force", root=root)
+    for student in ("blank", "solutions"):
+        (root / "submitted" / student / assignment).mkdir(parents=True)
+    exercises_only(root / "release" / assignment / notebook.name, root / "submitted" / "blank" / assignment / notebook.name)
+    shutil.copy2(root / "source" / assignment / notebook.name, root / "submitted" / "solutions" / assignment)
+    for student in ("blank", "solutions"):
+        classroom.nbgrader("autograde", assignment, root, student)
     with Gradebook(f"sqlite:///{root / 'gradebook.db'}", course_id="batch-norm") as gradebook:  # what export reads
         return {student: (submission.score, submission.max_score)
                 for student in ("blank", "solutions")
@@ -55,6 +76,12 @@ def test_nbgrader_gives_blank_zero_and_the_course_notebook_full_marks_running_it
     score, maximum = scores["solutions"]
     assert maximum > 0 and score == maximum, f"{assignment}: the solutions earn {score} of {maximum}"
     assert scores["blank"][0] == 0, f"{assignment}: a blank submission earns points"
+    blank = nbformat.read(root / "autograded" / "blank" / assignment / notebook.name, 4)
+    for cell in blank.cells:
+        if cell.metadata.get("nbgrader", {}).get("grade"):
+            failures = [f"{output.ename}: {output.evalue}" for output in cell.outputs if output.output_type == "error"]
+            assert any(failure.startswith("NotYet") and any(answer in failure for answer in BLANK_ANSWERS)
+                       for failure in failures), f"{assignment}: a check fails on a stub otherwise: {failures}"
 
 
 def test_a_learners_exercise_copies_are_never_overwritten(tmp_path, capsys):

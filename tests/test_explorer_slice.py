@@ -1,9 +1,12 @@
-"""The browser tests open each notebook reduced to the cells its explorers need (``browser.explorer_slice``)."""
+"""Notebooks cut to the cells some of them need (``notebook_slice``): the browser tests open each notebook reduced
+to the cells its explorers need (``browser.explorer_slice``); the classroom test grades a blank submission cut to
+its exercises."""
 
 import json
 from pathlib import Path
 
 from browser import explorer_slice, widget_notebooks, write_explorer_notebook
+from notebook_slice import needed_cells
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -17,6 +20,17 @@ def test_the_slice_keeps_the_set_up_the_explorer_calls_and_what_they_use_only():
              "ema_explorer(steps=steps, momentum=momentum)",
              "steps = 1  # rebinds a name after the explorer: not needed"]
     assert explorer_slice(cells) == [cells[0], cells[1], cells[2], cells[4], cells[5]]
+
+
+def test_names_a_cell_binds_for_itself_need_no_other_cell():
+    cells = ["import numpy as np",
+             "h, k = 2, 3  # binds the names that f and the comprehension use as their own",
+             "total = 3",
+             "def f(x):\n    h = x + 1\n    return np.array([h * k for k in range(3)]).sum() + total",
+             "y = 5\nprint(y)",
+             "y = 1\nprint(f(y))"]
+    assert needed_cells(cells, {5}) == [0, 2, 3, 5]
+    assert needed_cells(cells + ["print(h + k)"], {6}) == [0, 1, 6]
 
 
 def test_the_slice_of_every_course_notebook_still_builds_all_its_explorers(tmp_path):
