@@ -149,7 +149,7 @@ def batch_size():
     return widgets.batch_size_explorer()
 
 
-@pytest.mark.parametrize("size", [2, 128, 256])
+@pytest.mark.parametrize("size", [2, 256])
 def test_batch_size_explorer_at_the_extremes(batch_size, size):
     assert_control_changes_readout_and_plot(batch_size, "batch_size", size)
     assert f"batch size {size}" in batch_size.text
@@ -162,7 +162,8 @@ def test_batch_size_readout_leads_with_bn_lead(batch_size):
 
 
 def test_batch_size_not_cached_is_announced_before_training(batch_size, monkeypatch):
-    """A run not in the cache: the readout says what is training while it trains; then the result shows."""
+    """A run not in the cache: the readout says what is training while it trains; then the result shows.
+    (Whether a run is cached is faked here, so that no other run has to train.)"""
     from bnlib.course.widgets import batch_size as module
 
     assert module.is_cached(batch_size=60, **paper.SHORT_RUN)
@@ -170,13 +171,13 @@ def test_batch_size_not_cached_is_announced_before_training(batch_size, monkeypa
     said = []
     batch_size.readout.observe(lambda change: said.append(change["new"]), names="value")
     monkeypatch.setattr(module, "is_cached", lambda **run: False)
-    batch_size.controls["batch_size"].value = 32 if batch_size.controls["batch_size"].value != 32 else 16
+    batch_size.controls["batch_size"].value = 2 if batch_size.controls["batch_size"].value != 2 else 60
     size = batch_size.controls["batch_size"].value
     assert f"training both networks at batch size {size} for 3,000 steps" in said[0]
     assert batch_size.text.startswith("BN leads by") and f"batch size {size}" in batch_size.text
 
 
-@pytest.mark.parametrize("size", [2, 60, 128, 256])
+@pytest.mark.parametrize("size", [2, 60, 128, 256])  # 128: the size the browser test moves the explorer to
 def test_batch_size_explorer_shows_every_accuracy_point(batch_size, size):
     figure, _ = batch_size.draw(batch_size=size)
     low, high = figure.axes[0].get_ylim()
