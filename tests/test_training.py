@@ -9,6 +9,7 @@ import bnlib
 from bnlib.course.ch07.network import chapter_mlp
 from bnlib.course.training import (accuracy, consecutive_batches, evaluate, mnist, random_batches, small_model_settings,
                                    train_mlp)
+from bnlib.course.training import sgd_step
 
 
 @pytest.mark.parametrize("norm, layer_type", [("batch", bnlib.BatchNorm1d), ("layer", nn.LayerNorm),
@@ -85,6 +86,28 @@ def test_momentum_is_the_heavy_ball_rule():
     plain = chapter_mlp("none", seed=4)
     train_mlp(plain, images, labels, batches, lr)
     assert (plain[0].weight - model[0].weight).abs().max() > 1e-4
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_the_sgd_step_is_torchs_sgd_to_the_last_bit(momentum):
+    """Three steps on a network with a frozen layer (no gradient): the same numbers as ``torch.optim.SGD``."""
+    images, labels = mnist(train=True)
+    batches = random_batches(len(labels), 16, 3, seed=8)
+    ours, torchs = chapter_mlp("batch", seed=6), chapter_mlp("batch", seed=6)
+    for model in (ours, torchs):
+        model[0].weight.requires_grad_(False)
+    optimizer = torch.optim.SGD([p for p in torchs.parameters() if p.requires_grad], lr=0.3, momentum=momentum)
+    parameters = [p for p in ours.parameters() if p.requires_grad]
+    velocities = [None] * len(parameters)
+    for (batch,) in batches:
+        for model in (ours, torchs):
+            model.zero_grad()
+            nn.functional.cross_entropy(model(images[batch]), labels[batch]).backward()
+        optimizer.step()
+        sgd_step(parameters, velocities, 0.3, momentum)
+    for mine, theirs in zip(ours.parameters(), torchs.parameters()):
+        assert torch.equal(mine, theirs)
+    assert not torch.equal(ours[3].weight, chapter_mlp("batch", seed=6)[3].weight)
 
 
 def test_checkpoints_are_called_after_that_many_updates():

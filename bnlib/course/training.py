@@ -52,6 +52,22 @@ def small_model_settings():
         torch.set_num_threads(threads)
 
 
+@torch.no_grad()
+def sgd_step(parameters, velocities, lr, momentum=0.0):
+    """One step of SGD on ``parameters``, as ``torch.optim.SGD`` takes it (the same operations, so the same
+    numbers): w <- w - lr g, or with momentum mu, v <- mu v + g (v = g at first), w <- w - lr v.
+    ``velocities`` holds each parameter's v (None until its first step). (Written out, not
+    ``torch.optim.SGD``: constructing that loads torch's compiler, a second in every new process.)"""
+    for i, p in enumerate(parameters):
+        if p.grad is None:
+            continue
+        update = p.grad
+        if momentum:
+            velocities[i] = update.clone() if velocities[i] is None else velocities[i].mul_(momentum).add_(update)
+            update = velocities[i]
+        p.add_(update, alpha=-lr)
+
+
 def train_mlp(model, images, labels, batches, lr, on_checkpoint=None, checkpoints=(), progress=None, momentum=0.0):
     """Plain SGD, w <- w - lr dL/dw, one step per entry of ``batches``; returns the loss per step.
 
@@ -64,7 +80,8 @@ def train_mlp(model, images, labels, batches, lr, on_checkpoint=None, checkpoint
     if lr <= 0:
         raise ValueError(f"lr must be positive, got {lr}")
     checkpoints = set(checkpoints)
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    velocities = [None] * len(parameters)
     losses = np.empty(len(batches))
     model.train()
     with small_model_settings():
@@ -72,9 +89,10 @@ def train_mlp(model, images, labels, batches, lr, on_checkpoint=None, checkpoint
             if step in checkpoints:
                 on_checkpoint(step)
             loss = sum(nn.functional.cross_entropy(model(images[g]), labels[g]) for g in groups) / len(groups)
-            optimizer.zero_grad()
+            for p in parameters:
+                p.grad = None
             loss.backward()
-            optimizer.step()
+            sgd_step(parameters, velocities, lr, momentum)
             losses[step] = loss.item()
             if progress is not None:
                 progress.update(1)
