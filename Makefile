@@ -46,7 +46,10 @@ setup-test: $(VENV)/.installed-test
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-compile -r requirements.txt
+	@# Byte-compile the packages on every core (pip would on one). Files that do not compile, such as
+	@# templates and code for other Python versions, are skipped, as pip skips them.
+	$(PY) -m compileall -qq -j 0 $(VENV)/lib || true
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
