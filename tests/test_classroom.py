@@ -18,11 +18,9 @@ from notebook_slice import needed_cells
 from bnlib.course import classroom
 from bnlib.course.exercises import checks
 
-pytestmark = pytest.mark.slow  # runs every notebook twice, blank and solved, in a kernel
+pytestmark = pytest.mark.slow  # runs every notebook in a kernel, solved and (its exercises only) blank
 
 NOTEBOOKS = classroom.course_notebooks()
-
-
 BLANK_ANSWERS = ("is not written yet", checks.UNANSWERED)  # how a check greets a stub
 
 
