@@ -264,7 +264,7 @@ def wait_for(condition, timeout, message):
             return value
         if time.monotonic() > deadline:
             raise AssertionError(message())
-        time.sleep(0.25)
+        time.sleep(0.1)
 
 
 def kernel_idle(server, path):

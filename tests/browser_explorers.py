@@ -40,7 +40,7 @@ def state(explorer):
 def settle(explorer, idle, timeout=120):
     """Wait until the explorer has shown the same thing for a while and ``idle()`` (the kernel is idle)
     holds: during a drag the callback lags the control. Without a view of the kernel (Voila), wait longer."""
-    quiet_for = 0.5 if idle else 2.0
+    quiet_for = 0.3 if idle else 2.0
     last = {"state": None, "since": time.monotonic()}
 
     def steady():
