@@ -177,7 +177,7 @@ def test_batch_size_not_cached_is_announced_before_training(batch_size, monkeypa
     assert batch_size.text.startswith("BN leads by") and f"batch size {size}" in batch_size.text
 
 
-@pytest.mark.parametrize("size", [2, 60, 128, 256])  # 128: the size the browser test moves the explorer to
+@pytest.mark.parametrize("size", [2, 60, 256])
 def test_batch_size_explorer_shows_every_accuracy_point(batch_size, size):
     figure, _ = batch_size.draw(batch_size=size)
     low, high = figure.axes[0].get_ylim()
