@@ -20,6 +20,7 @@ model as saved (rank 0's copy under DDP):
 """
 
 import copy
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -38,8 +39,9 @@ def initial_model(seed=RUN["seed"]):
     return paper_mlp(batch_norm=True).to(torch.float64)
 
 
+@lru_cache(maxsize=1)
 def training_data():
-    """MNIST training images (float64) and labels."""
+    """MNIST training images (float64) and labels, converted once per process (shared: read, never modify)."""
     images, labels = mnist(train=True)
     return images.to(torch.float64), labels
 
