@@ -92,3 +92,10 @@ def test_a_learners_exercise_copies_are_never_overwritten(tmp_path, capsys):
     assert first.read_text() == "my work"
     assert f"kept {first}" in capsys.readouterr().out
     assert len(list(mine.iterdir())) == 2
+
+
+def test_an_unknown_command_or_an_autograde_without_a_student_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="generate_assignment or autograde"):
+        classroom.nbgrader("publish", "ch01", tmp_path)
+    with pytest.raises(ValueError, match="name the student"):
+        classroom.nbgrader("autograde", "ch01", tmp_path)

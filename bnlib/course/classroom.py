@@ -46,6 +46,8 @@ def nbgrader(command, assignment, root, student=None):
     in this process through nbgrader's API, with the configuration in ``root/nbgrader_config.py``."""
     if command not in ("generate_assignment", "autograde"):
         raise ValueError(f"unknown nbgrader command {command!r}: generate_assignment or autograde")
+    if command == "autograde" and not student:
+        raise ValueError("autograde grades one student's submission: name the student (student=...)")
     from nbgrader.apps import NbGraderAPI
     from nbgrader.coursedir import CourseDirectory
     from sqlalchemy.exc import SAWarning
