@@ -42,7 +42,8 @@ def graded(notebook, root):
     assignment = classroom.assignment_of(notebook)
     for student in ("blank", "solutions"):
         (root / "submitted" / student / assignment).mkdir(parents=True)
-    exercises_only(root / "release" / assignment / notebook.name, root / "submitted" / "blank" / assignment / notebook.name)
+    exercises_only(root / "release" / assignment / notebook.name,
+                   root / "submitted" / "blank" / assignment / notebook.name)
     shutil.copy2(root / "source" / assignment / notebook.name, root / "submitted" / "solutions" / assignment)
     for student in ("blank", "solutions"):
         classroom.nbgrader("autograde", assignment, root, student)
