@@ -36,7 +36,7 @@ def bound_names(tree):
 def free_names(tree):
     """The names a cell's code reads that it does not bind first itself: a statement's reads of names bound by
     an earlier statement of the cell, and a function's, lambda's or comprehension's reads of its own
-    parameters and local variables, need no other cell."""
+    parameters and local variables, need no other cell. ``x += 1`` reads ``x``."""
     def free(node, local):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
             arguments = node.args
@@ -50,6 +50,8 @@ def free_names(tree):
         if isinstance(node, (ast.ListComp, ast.SetComp, ast.GeneratorExp, ast.DictComp)):
             inside = local | set().union(*(bound_names(generator.target) for generator in node.generators))
             return set().union(*(free(child, inside) for child in ast.iter_child_nodes(node)))
+        if isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name):  # x += 1 reads x first
+            return free(node.value, local) | ({node.target.id} - local)
         if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
             return set() if node.id in local else {node.id}
         return set().union(*(free(child, local) for child in ast.iter_child_nodes(node)))
@@ -68,7 +70,8 @@ def needed_cells(sources, wanted):
     trees = [python_of(source) for source in sources]
     needed, kept = set(), []
     for index in reversed(range(len(sources))):
-        if index == 0 or index in wanted or bound_names(trees[index]) & needed:
+        bound = bound_names(trees[index])
+        if index == 0 or index in wanted or bound & needed:
             kept.append(index)
-            needed = (needed - bound_names(trees[index])) | free_names(trees[index])
+            needed = (needed - bound) | free_names(trees[index])
     return kept[::-1]

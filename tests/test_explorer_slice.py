@@ -31,6 +31,7 @@ def test_names_a_cell_binds_for_itself_need_no_other_cell():
              "y = 1\nprint(f(y))"]
     assert needed_cells(cells, {5}) == [0, 2, 3, 5]
     assert needed_cells(cells + ["print(h + k)"], {6}) == [0, 1, 6]
+    assert needed_cells(cells + ["total += 1\nprint(total)"], {6}) == [0, 2, 6]  # += reads the name first
 
 
 def test_the_slice_of_every_course_notebook_still_builds_all_its_explorers(tmp_path):
