@@ -8,10 +8,15 @@ cut down to its exercises and the cells they need: running the rest again would 
 folders let both test workers grade at once."""
 
 import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
 
 import nbformat
 import pytest
 from nbgrader.api import Gradebook
+from nbgrader.dbutil import _temp_alembic_ini
 
 from notebook_slice import needed_cells
 
@@ -100,3 +105,14 @@ def test_an_unknown_command_or_an_autograde_without_a_student_is_refused(tmp_pat
         classroom.nbgrader("publish", "ch01", tmp_path)
     with pytest.raises(ValueError, match="name the student"):
         classroom.nbgrader("autograde", "ch01", tmp_path)
+
+
+def test_a_new_gradebook_records_the_schema_version_that_alembic_reports(tmp_path):
+    """nbgrader() answers nbgrader's question for the schema version in this process (database_version);
+    the alembic command, which nbgrader would have started, gives the same answer."""
+    root = classroom.build_classroom(tmp_path / "classroom", NOTEBOOKS[:1])
+    with sqlite3.connect(root / "gradebook.db") as database:
+        recorded = database.execute("SELECT version_num FROM alembic_version").fetchall()
+    with _temp_alembic_ini("sqlite://") as ini:
+        heads = subprocess.check_output([Path(sys.executable).parent / "alembic", "-c", ini, "heads"], text=True)
+    assert recorded == [(heads.split()[0],)]
