@@ -16,10 +16,11 @@ def batch(seed=0, shape=(12, 3)):
     return 3.0 + 2.0 * torch.randn(shape, generator=generator, dtype=torch.float64)
 
 
+@pytest.mark.parametrize("shape", [(12, 3), (12, 3, 5)], ids=["(N, C)", "(N, C, L)"])
 @pytest.mark.parametrize("ghost_size", [2, 3, 4, 12])
-def test_ghost_batch_norm_is_batch_norm_on_each_ghost_batch_in_turn(ghost_size):
+def test_ghost_batch_norm_is_batch_norm_on_each_ghost_batch_in_turn(ghost_size, shape):
     """Outputs, input and parameter gradients (random upstream gradient) and running statistics."""
-    x, upstream = batch(0), batch(1)
+    x, upstream = batch(0, shape), batch(1, shape)
     ghost, plain = GhostBatchNorm(3, ghost_size, dtype=torch.float64), BatchNorm1d(3, dtype=torch.float64)
     with torch.no_grad():
         for layer in (ghost, plain):

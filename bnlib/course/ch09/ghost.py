@@ -3,8 +3,9 @@
 Hoffer, Hubara & Soudry (2017, "Train longer, generalize better") normalize each "ghost batch" of a
 large batch with its own statistics, to bring back the noise of small-batch statistics while the gradient
 still averages over the large batch; their code runs the model on each ghost batch in turn, so the running
-statistics take one step per ghost batch. ``GhostBatchNorm`` does exactly that with bnlib's functional
-batch norm, one call per ghost batch.
+statistics take one step per ghost batch. ``GhostBatchNorm`` computes the same with one call of bnlib's
+functional batch norm, the ghost batches side by side as separate channels, then steps the running
+statistics once per ghost batch, in order.
 
 Data-parallel training with plain batch norm is the same computation by accident: each device normalizes
 its shard with the shard's statistics, and the gradient is averaged over all shards. The one difference
@@ -48,14 +49,18 @@ class GhostBatchNorm(BatchNorm1d):
         if len(x) % self.ghost_size:
             raise ValueError(f"GhostBatchNorm: a batch of {len(x)} does not split into ghost batches of "
                              f"{self.ghost_size}; use a batch size that is a multiple of ghost_size")
-        outputs = []
-        for index, ghost in enumerate(x.split(self.ghost_size)):            # ghost batches, in order
-            out, mean, var = batch_norm_train(ghost, self.weight, self.bias, self.eps)  # its own mu, sigma^2
-            if self.track_running_stats and (self.running_from == "all" or index == 0):
+        k, g = len(x) // self.ghost_size, self.ghost_size
+        # The k ghost batches side by side, as k * C channels of one batch of g: (k g, C, ...) -> (g, k C, ...).
+        # Batch norm keeps channels apart, so one call gives each ghost batch its own mu and sigma^2.
+        side_by_side = x.unflatten(0, (k, g)).transpose(0, 1).flatten(1, 2)
+        weight, bias = (None if p is None else p.repeat(k) for p in (self.weight, self.bias))  # gamma, beta k times
+        out, mean, var = batch_norm_train(side_by_side, weight, bias, self.eps)
+        if self.track_running_stats:
+            steps = k if self.running_from == "all" else 1                     # every ghost batch, or the first
+            for mu, sigma2 in zip(mean.view(k, -1)[:steps], var.view(k, -1)[:steps]):  # one step each, in order
                 self.num_batches_tracked.add_(1)
-                self.update_running_stats(mean, var, ghost.numel() // ghost.shape[1])
-            outputs.append(out)
-        return torch.cat(outputs)
+                self.update_running_stats(mu, sigma2, x[:g].numel() // x.shape[1])
+        return out.unflatten(1, (k, -1)).transpose(0, 1).flatten(0, 1)      # back to (k g, C, ...)
 
     def extra_repr(self):
         return f"{super().extra_repr()}, ghost_size={self.ghost_size}, running_from={self.running_from!r}"
