@@ -324,6 +324,12 @@ def test_two_processes_give_the_one_process_result():
     assert one["accuracy"][-1, 1] > 0.5  # 300 steps of real training, not a no-op
 
 
+def test_the_paper_run_takes_both_cores_and_a_short_run_stays_in_this_process():
+    assert paper.default_workers(paper.paper_config()) == 2
+    assert paper.default_workers(paper.paper_config(batch_size=256, **paper.SHORT_RUN)) == 2  # the explorer's largest
+    assert paper.default_workers(paper.paper_config(steps=40, checkpoints=4)) == 1
+
+
 def test_bad_settings_are_refused_clearly():
     with pytest.raises(ValueError, match="unknown setting"):
         paper.paper_config(learning_rate=0.1)

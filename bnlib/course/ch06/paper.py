@@ -1,7 +1,8 @@
 """The paper's MNIST experiment (Ioffe & Szegedy 2015, section 4.1 and Figure 1), run and measured.
 
 ``run_paper_experiment()`` trains the baseline and the BN network with ``bnlib.course.ch06.fast_trainer``, in
-two processes (one per core; 1 to 3 minutes for the paper's 50,000 steps, depending on the CPU), then
+two processes (one per core; 1 to 3 minutes for the paper's 50,000 steps, depending on the CPU; a short run,
+one the start of two new processes would not repay, trains in this process), then
 evaluates each at every checkpoint in inference mode, on all
 10,000 test images: the test accuracy, and the 15th, 50th and 85th percentiles of each last-hidden-layer
 unit's sigmoid INPUT (Figure 1b, c plot the input, not the sigmoid's output). Results are cached by
@@ -43,6 +44,9 @@ from bnlib.running_stats import replay_running_stats
 PAPER = {"steps": 50_000, "batch_size": 60, "lr": 0.5, "init_std": 0.01, "seed": 0, "checkpoints": 100}
 DRIFT_START = 0.1  # the drift is measured from 10% of training (step 5,000 of 50,000) to the end
 EVAL_MOMENTUM = 0.1
+# Two processes from this many examples (steps x batch size) per network: a new process takes about 2 CPU-
+# seconds to start (importing torch), which a 3,000-step run at batch 60 (a few seconds each) does not repay.
+TWO_PROCESSES_FROM = 500_000
 SHORT_RUN = {"steps": 3_000, "checkpoints": 30}  # the batch-size explorer's run, and its exercise's
 
 
@@ -182,17 +186,23 @@ def paper_config(**overrides):
     return {**PAPER, **overrides, "eval_momentum": EVAL_MOMENTUM, "eps": EPS, "data": "MNIST"}
 
 
-def compute_paper_experiment(config, progress=True, workers=2):
+def default_workers(config):
+    """2 (a process per network) for a run of at least ``TWO_PROCESSES_FROM`` examples per network, else 1."""
+    return 2 if config["steps"] * config["batch_size"] >= TWO_PROCESSES_FROM else 1
+
+
+def compute_paper_experiment(config, progress=True, workers=None):
     """Train both networks and evaluate them at the checkpoints, without the cache (see ``run_paper_experiment``).
 
     With ``workers=2`` the two networks train in two processes at once, one each, and the baseline's
     process, done first, also evaluates most of the BN network's checkpoints; with 1, one after the other
-    in this process. Both run the same code on one thread each, so the results agree up to
-    floating-point rounding (bit for bit on the same machine).
+    in this process; by default, ``default_workers(config)``. Both run the same code on one thread each, so
+    the results agree up to floating-point rounding (bit for bit on the same machine).
     """
     from tqdm.auto import tqdm
 
     start = time.perf_counter()
+    workers = default_workers(config) if workers is None else workers
     if workers == 2:
         handoff = multiprocessing.get_context("spawn").Queue()
         tasks = [(train_and_evaluate, (batch_norm, config, handoff)) for batch_norm in (False, True)]
