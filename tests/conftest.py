@@ -4,9 +4,11 @@
   each on 2 cores with 2 workers), and so do the notebook kernels, servers and processes it starts (through
   ``OMP_NUM_THREADS``). Two workers with a pool of 2 threads each would fight over 2 cores, and a thread
   pool that waits for a busy core slows down far more than one that has a core to itself.
-- Order: the slow tests (notebook runs, training on MNIST, browsers, several processes) start first and
-  the quick ones come last, so that both workers stay busy to the end instead of one finishing a long
-  test alone.
+- Order: the browser tests start first, on one worker (one xdist group), while the other worker
+  computes: they spend much of their time waiting for a page, a kernel or a timeout, and the second
+  core fills those waits. Then the other slow tests (notebook runs, training on MNIST, several
+  processes), and the quick ones come last, so that both workers stay busy to the end instead of one
+  finishing a long test alone.
 """
 
 import os
@@ -21,4 +23,7 @@ if WORKERS > 1:
 
 
 def pytest_collection_modifyitems(items):
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: file order otherwise
+    def order(item):
+        group = item.get_closest_marker("xdist_group")
+        return (not (group and group.args[0] == "browser"), item.get_closest_marker("slow") is None)
+    items.sort(key=order)  # stable: file order otherwise

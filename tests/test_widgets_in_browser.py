@@ -39,11 +39,9 @@ FIRST_NOTEBOOK = ROOT / "notebooks" / "01_input_normalization.ipynb"  # what `ma
 APP = ROOT / "notebooks" / "app" / "classroom.ipynb"  # what `make app` serves, with notebooks/app/voila.json
 RUN_TIMEOUT = 900  # seconds for Run All or the app's first chapter; cached results make them much faster
 
-# Slow. The JupyterLab tests run one after another on one test worker, the app's on one worker too (each
-# group starts a server and a browser of its own); the two groups may run side by side.
-pytestmark = pytest.mark.slow
-IN_LAB = pytest.mark.xdist_group("browser-lab")
-IN_APP = pytest.mark.xdist_group("browser-app")
+# Slow. All run one after another on one test worker, with one browser, the first tests of the run
+# (conftest.py): the other worker computes while these wait for pages and kernels.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("browser")]
 
 
 def in_ci():
@@ -127,7 +125,6 @@ def test_the_course_has_widget_notebooks():
     assert NOTEBOOKS, "no notebook in notebooks/ calls an explorer of bnlib.course.widgets"
 
 
-@IN_LAB
 def test_jupyterlab_opens_at_the_first_notebook(lab, chromium):
     """``make lab`` opens the first notebook, with the whole course in the file browser."""
     path = f"notebooks/{FIRST_NOTEBOOK.name}"
@@ -145,7 +142,6 @@ def test_jupyterlab_opens_at_the_first_notebook(lab, chromium):
         lab.end_sessions(path)
 
 
-@IN_LAB
 @pytest.mark.parametrize("notebook", list(NOTEBOOKS), ids=[p.stem for p in NOTEBOOKS])
 def test_explorers_fit_and_respond_in_jupyterlab(notebook, lab, course, chromium, screenshots):
     path = f"notebooks/{notebook.stem}-explorers.ipynb"
@@ -217,7 +213,6 @@ def broken_links(page, server):
     return broken
 
 
-@IN_APP
 def test_app_opens_at_figure_1_and_its_explorers(app, chromium, screenshots):
     """Chapter 06 first, saying so while it loads: Figure 1 and both explorers within two screens and a
     half, the first explorer on the first, no code, no broken link; each explorer fits 1280 x 800, is
@@ -263,7 +258,6 @@ def app_page(app, chromium):
         page.close()
 
 
-@IN_APP
 @pytest.mark.parametrize("chapter", [c for c in chapters() if c != FIRST])
 def test_app_chapter_fits_the_screen(chapter, app, app_page, screenshots):
     """Every chapter the menu offers shows its explorers, without error, each fitting 1280 x 800."""
@@ -283,7 +277,6 @@ def culled(server):
     return server.log.read_text(errors="replace").count("seconds of inactivity")
 
 
-@IN_APP
 def test_closing_the_app_leaves_no_kernel(chromium, course, tmp_path_factory, screenshots):
     """Two loads of the app, each closed: first as a browser closes a tab (the page asks Voila to shut its
     kernel down at once), then dropped without a word (culled after the idle time, shortened here to 5 s),
