@@ -23,7 +23,8 @@ from bnlib.course.parallel import run_on_ranks
 from bnlib.sync import chan_merge
 
 # Spawns process groups of 2 and 4 ranks; each spawned run has timeouts of its own, this is the backstop.
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
+# One test worker runs the module, so each group is started once (the module fixture is per worker).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120), pytest.mark.xdist_group("sync-ranks")]
 
 FLOAT32_EPS = torch.finfo(torch.float32).eps
 
