@@ -125,7 +125,7 @@ def test_the_browser_tests_share_one_worker(request):
     """Under ``make test`` (``--dist loadgroup``) pytest-xdist keeps this module on one worker, one browser
     and one server of each kind, by appending the group to each test's node id. A pytest release can break
     that silently (9.2 did: pytest-xdist's issue 1386), so the node id is checked here."""
-    if request.config.getvalue("loadgroup"):
+    if getattr(request.config.option, "loadgroup", False):  # set on the workers of a --dist loadgroup run
         assert request.node.nodeid.endswith("@browser"), \
             f"pytest-xdist did not group {request.node.nodeid} (pytest {pytest.__version__}): see pyproject.toml"
 
