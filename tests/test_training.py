@@ -8,8 +8,7 @@ from torch import nn
 import bnlib
 from bnlib.course.ch07.network import chapter_mlp
 from bnlib.course.training import (accuracy, consecutive_batches, evaluate, mnist, random_batches, small_model_settings,
-                                   train_mlp)
-from bnlib.course.training import sgd_step
+                                   sgd_step, train_mlp)
 
 
 @pytest.mark.parametrize("norm, layer_type", [("batch", bnlib.BatchNorm1d), ("layer", nn.LayerNorm),
@@ -157,7 +156,7 @@ def test_small_model_settings_use_one_thread_flush_subnormals_and_restore_both_e
 @pytest.mark.parametrize("mode", ["train", "eval"])
 def test_evaluation_leaves_the_model_in_its_mode_and_its_running_statistics_alone(mode):
     model = chapter_mlp("batch", seed=5).train(mode == "train")
-    images, labels = torch.randn(64, 784), torch.randint(10, (64,))
+    images, labels = torch.randn(1_100, 784), torch.randint(10, (1_100,))  # chunks of 500, 500 and 100 in eval
     state = {key: value.clone() for key, value in model.state_dict().items()}
     loss, correct = evaluate(model, images, labels)
     assert model.training == (mode == "train")
