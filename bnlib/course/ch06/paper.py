@@ -1,8 +1,8 @@
 """The paper's MNIST experiment (Ioffe & Szegedy 2015, section 4.1 and Figure 1), run and measured.
 
 ``run_paper_experiment()`` trains the baseline and the BN network with ``bnlib.course.ch06.fast_trainer``, in
-two processes (one per core; 1 to 3 minutes for the paper's 50,000 steps, depending on the CPU; a short run,
-one the start of two new processes would not repay, trains in this process), then
+two processes (one per core; 1 to 3 minutes for the paper's 50,000 steps, depending on the CPU; a run too
+short to repay starting two processes trains in this one), then
 evaluates each at every checkpoint in inference mode, on all
 10,000 test images: the test accuracy, and the 15th, 50th and 85th percentiles of each last-hidden-layer
 unit's sigmoid INPUT (Figure 1b, c plot the input, not the sigmoid's output). Results are cached by
