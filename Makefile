@@ -43,15 +43,22 @@ data: setup
 setup: $(VENV)/.installed
 setup-test: $(VENV)/.installed-test
 
-$(VENV)/.installed: requirements.txt pyproject.toml
+# Install into the virtual environment (made first if need be): pip without byte-compiling, then the
+# packages byte-compiled on every core (pip would on one), but for their own test suites, which nothing
+# here imports. Files that do not compile, such as templates and code for other Python versions, are
+# skipped, as pip skips them.
+define install
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet --no-compile -r requirements.txt
-	@# Byte-compile the packages on every core (pip would on one). Files that do not compile, such as
-	@# templates and code for other Python versions, are skipped, as pip skips them.
-	$(PY) -m compileall -qq -j 0 $(VENV)/lib || true
+	$(PY) -m pip install --quiet --no-compile $(1)
+	$(PY) -m compileall -qq -j 0 -x '/tests?/' $(VENV)/lib || true
+endef
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	$(call install,-r requirements.txt)
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
-	$(PY) -m pip install --quiet -e ".[test]"
-	touch $@
+# The course and the test tools in one pip run (which also installs what `make setup` does).
+$(VENV)/.installed-test: requirements.txt pyproject.toml
+	$(call install,-r requirements.txt -e ".[test]")
+	touch $(VENV)/.installed $@
