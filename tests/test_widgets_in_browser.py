@@ -80,6 +80,20 @@ def lab(chromium, course, tmp_path_factory):
         server.stop()
 
 
+@pytest.fixture(scope="module")
+def lab_page(lab, chromium):
+    """One JupyterLab page in which the notebooks are opened one after another, as a learner goes from
+    chapter to chapter: JupyterLab loads once."""
+    page = chromium.new_page()
+    try:
+        page.goto(f"{lab.url}/lab?reset&token={lab.token}")
+        page.wait_for_function("() => window.jupyterapp !== undefined", timeout=60_000)
+        page.evaluate("async () => { await window.jupyterapp.restored; }")
+        yield page
+    finally:
+        page.close()
+
+
 @pytest.fixture
 def screenshots(tmp_path):
     folder = tmp_path / "screenshots"
@@ -152,14 +166,15 @@ def test_jupyterlab_opens_at_the_first_notebook(lab, chromium):
 
 
 @pytest.mark.parametrize("notebook", list(NOTEBOOKS), ids=[p.stem for p in NOTEBOOKS])
-def test_explorers_fit_and_respond_in_jupyterlab(notebook, lab, course, chromium, screenshots):
+def test_explorers_fit_and_respond_in_jupyterlab(notebook, lab, lab_page, course, screenshots):
     path = f"notebooks/{notebook.stem}-explorers.ipynb"
     write_explorer_notebook(notebook, course / path)
-    page = chromium.new_page()
+    page = lab_page
     try:
         with kept_on_failure(page, screenshots, f"jupyterlab-{notebook.stem}", lab):
-            page.goto(f"{lab.url}/lab/tree/{path}?reset&token={lab.token}")
-            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+            page.evaluate("async path => { await window.jupyterapp.commands.execute('docmanager:open', {path}); }", path)
+            page.wait_for_selector(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell", timeout=60_000)
+            assert page.evaluate("() => window.jupyterapp.shell.currentWidget.context.path") == path
             wait_for(lambda: kernel_idle(lab, path), 120, lambda: f"{path}: the kernel never became idle")
 
             outcome = run_all(page, RUN_TIMEOUT)
@@ -175,8 +190,13 @@ def test_explorers_fit_and_respond_in_jupyterlab(notebook, lab, course, chromium
                 name = f"{notebook.stem} explorer {number}"
                 check_fit(explorer, name, screenshots, notebook_area)
                 exercise(page, explorer, name, screenshots, lambda: kernel_idle(lab, path))
-    finally:
-        page.close()
+    finally:  # closed without the question whether to save the run's outputs, then its kernel shut down
+        page.evaluate("""() => {
+            for (const widget of Array.from(window.jupyterapp.shell.widgets('main'))) {
+                if (widget.context) widget.context.model.dirty = false;
+                widget.dispose();
+            }
+        }""")
         lab.end_sessions(path)
 
 
@@ -222,55 +242,55 @@ def broken_links(page, server):
     return broken
 
 
-def test_app_opens_at_figure_1_and_its_explorers(app, chromium, screenshots):
+@pytest.fixture(scope="module")
+def app_page(app, chromium, tmp_path_factory):
+    """One load of the app, as an instructor opens it in class: ``(page, seconds until the first plot)``. The
+    first test checks the chapter it opens at; the others go through its menu."""
+    page = chromium.new_page()
+    try:
+        with kept_on_failure(page, tmp_path_factory.mktemp("screenshots"), "voila-app-load", app):
+            seconds = open_app(page, app, says_loading=True)
+        yield page, seconds
+    finally:
+        page.close()
+
+
+def test_app_opens_at_figure_1_and_its_explorers(app, app_page, screenshots):
     """Chapter 06 first, saying so while it loads: Figure 1 and both explorers within two screens and a
     half, the first explorer on the first, no code, no broken link; each explorer fits 1280 x 800, is
     never stretched on a 1920 x 1080 screen, and responds to every control."""
-    page = chromium.new_page()
-    try:
-        with kept_on_failure(page, screenshots, "voila-app", app):
-            seconds = open_app(page, app, says_loading=True)
-            page.wait_for_selector(".bn-explorer >> nth=1", timeout=RUN_TIMEOUT * 1000)
-            assert_no_errors(page, "the app")
-            assert page.locator(".bn-figure").count() == 1, "the app's first chapter does not show Figure 1"
-            height = app_height(page)
-            top = page.locator(".bn-explorer").first.bounding_box()["y"]
-            print(f"app: first explorer after {seconds:.1f} s, {top:.0f} px down; page {height} px = "
-                  f"{height / SCREEN['height']:.2f} screens of {SCREEN['height']} px")
-            assert top + 100 < SCREEN["height"], f"the first explorer starts {top:.0f} px down, below the first screen"
-            assert height <= 2.5 * SCREEN["height"], f"the first chapter is {height} px tall"
-            assert not page.locator(".jp-CodeCell .jp-InputArea, .cm-editor").count(), "the app shows code"
-            assert not broken_links(page, app), f"broken links: {broken_links(page, app)}"
-            explorers = page.locator(".bn-explorer").all()
-            for number, explorer in enumerate(explorers, 1):
-                check_fit(explorer, f"app {FIRST} explorer {number}", screenshots)
-            page.set_viewport_size(WIDE_SCREEN)
+    page, seconds = app_page
+    with kept_on_failure(page, screenshots, "voila-app", app):
+        page.wait_for_selector(".bn-explorer >> nth=1", timeout=RUN_TIMEOUT * 1000)
+        assert_no_errors(page, "the app")
+        assert page.locator(".bn-figure").count() == 1, "the app's first chapter does not show Figure 1"
+        height = app_height(page)
+        top = page.locator(".bn-explorer").first.bounding_box()["y"]
+        print(f"app: first explorer after {seconds:.1f} s, {top:.0f} px down; page {height} px = "
+              f"{height / SCREEN['height']:.2f} screens of {SCREEN['height']} px")
+        assert top + 100 < SCREEN["height"], f"the first explorer starts {top:.0f} px down, below the first screen"
+        assert height <= 2.5 * SCREEN["height"], f"the first chapter is {height} px tall"
+        assert not page.locator(".jp-CodeCell .jp-InputArea, .cm-editor").count(), "the app shows code"
+        assert not broken_links(page, app), f"broken links: {broken_links(page, app)}"
+        explorers = page.locator(".bn-explorer").all()
+        for number, explorer in enumerate(explorers, 1):
+            check_fit(explorer, f"app {FIRST} explorer {number}", screenshots)
+        page.set_viewport_size(WIDE_SCREEN)
+        try:
             for number, explorer in enumerate(explorers, 1):
                 measured = layout(explorer)
                 assert measured["plot"][0] * 2 == measured["png"][0], \
                     f"explorer {number} at 1920 x 1080 is stretched: {json.dumps(measured)}"
+        finally:  # the chapter tests use this page next
             page.set_viewport_size(SCREEN)
-            for number, explorer in enumerate(explorers, 1):
-                exercise(page, explorer, f"app {FIRST} explorer {number}", screenshots)
-    finally:
-        page.close()
-
-
-@pytest.fixture(scope="module")
-def app_page(app, chromium):
-    """One load of the app, whose menu the chapter tests go through, as an instructor does in class."""
-    page = chromium.new_page()
-    try:
-        open_app(page, app)
-        yield page
-    finally:
-        page.close()
+        for number, explorer in enumerate(explorers, 1):
+            exercise(page, explorer, f"app {FIRST} explorer {number}", screenshots)
 
 
 @pytest.mark.parametrize("chapter", [c for c in chapters() if c != FIRST])
 def test_app_chapter_fits_the_screen(chapter, app, app_page, screenshots):
     """Every chapter the menu offers shows its explorers, without error, each fitting 1280 x 800."""
-    page = app_page
+    page, _ = app_page
     with kept_on_failure(page, screenshots, f"voila-app-{chapter}", app):
         heading = f"{chapter} · {CHAPTERS[chapter]}"
         page.locator(".bn-classroom select").first.select_option(label=heading)
