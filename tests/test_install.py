@@ -31,8 +31,11 @@ def installed(tmp_path_factory):
 
 
 def where(installed, cwd, **env):
+    """The installed package's folder and its data folder, seen from ``cwd`` with ``env`` (and without the
+    ``BNLIB_DATA_DIR`` of the shell that runs the tests)."""
+    shell = {key: value for key, value in os.environ.items() if key != "BNLIB_DATA_DIR"}
     out = subprocess.run([sys.executable, "-c", WHERE], cwd=cwd, capture_output=True, text=True, check=True,
-                         env={**os.environ, "PYTHONPATH": str(installed), **env}).stdout.split("\n")
+                         env={**shell, "PYTHONPATH": str(installed), **env}).stdout.split("\n")
     return Path(out[0]), Path(out[1])
 
 
