@@ -41,7 +41,14 @@ import torch
 # process) and torch. Never a module of the course: the processes import those from disk, as edited.
 PRELOAD = ["__main__", "torch"]
 START_METHOD = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"  # Windows: spawn
-CONTEXT = multiprocessing.get_context(START_METHOD)
+
+
+def process_context():
+    """The multiprocessing context every process of the course starts from (see above); its queues too."""
+    context = multiprocessing.get_context(START_METHOD)
+    if START_METHOD == "forkserver":
+        context.set_forkserver_preload(PRELOAD)  # read when the server starts, on the first start
+    return context
 
 
 def _importable(function):
@@ -96,10 +103,9 @@ def _run(targets, on_progress=lambda n: None, grace=0.0):
 
 def _run_in(scratch, targets, on_progress, grace):
     """``_run`` with the workers' results saved in the folder ``scratch``."""
-    if START_METHOD == "forkserver":
-        CONTEXT.set_forkserver_preload(PRELOAD)  # read when the server starts, on the first start
-    messages, environment = CONTEXT.Queue(), dict(os.environ)
-    processes = [CONTEXT.Process(target=_worker, daemon=True,
+    context = process_context()
+    messages, environment = context.Queue(), dict(os.environ)
+    processes = [context.Process(target=_worker, daemon=True,
                                  args=(index, function, args, messages, setup, str(scratch), environment))
                  for index, (function, args, setup) in enumerate(targets)]
     results, failures, deadline = {}, {}, math.inf

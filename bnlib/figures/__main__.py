@@ -7,10 +7,10 @@ figures share are computed once (the result cache makes the others wait, then lo
 import argparse
 import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from multiprocessing import get_context
 from pathlib import Path
 
 from bnlib.course.data import project_root
+from bnlib.course.parallel import process_context
 from bnlib.figures import all_figures, write_figure
 
 SLOWEST_FIRST = ("mnist_fig1",)  # started first, so that the other figures fill the second core meanwhile
@@ -42,7 +42,7 @@ def main(argv=None):
                 bar.write(f"wrote {write_figure(name, out)}")
                 bar.update()
         else:
-            with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
+            with ProcessPoolExecutor(args.jobs, mp_context=process_context()) as pool:
                 for done in as_completed([pool.submit(write_figure, name, out) for name in names]):
                     bar.write(f"wrote {done.result()}")
                     bar.update()

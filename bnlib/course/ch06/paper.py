@@ -35,7 +35,7 @@ from bnlib.course import drift
 from bnlib.course.cache import cached
 from bnlib.course.ch06.fast_trainer import NETWORKS, WIDTHS, parameter_views, train_network
 from bnlib.course.data import load_mnist
-from bnlib.course.parallel import CONTEXT, run_in_processes
+from bnlib.course.parallel import process_context, run_in_processes
 from bnlib.course.training import small_model_settings
 from bnlib.normalization import EPS
 from bnlib.running_stats import replay_running_stats
@@ -203,7 +203,7 @@ def compute_paper_experiment(config, progress=True, workers=None):
     start = time.perf_counter()
     workers = default_workers(config) if workers is None else workers
     if workers == 2:
-        handoff = CONTEXT.Queue()
+        handoff = process_context().Queue()
         tasks = [(train_and_evaluate, (batch_norm, config, handoff)) for batch_norm in (False, True)]
         runs = run_in_processes(tasks, total=2 * config["steps"], desc="training both networks", progress=progress)
     elif workers == 1:
