@@ -56,10 +56,11 @@ class GhostBatchNorm(BatchNorm1d):
         weight, bias = (None if p is None else p.repeat(k) for p in (self.weight, self.bias))  # gamma, beta k times
         out, mean, var = batch_norm_train(side_by_side, weight, bias, self.eps)
         if self.track_running_stats:
+            m = side_by_side.numel() // side_by_side.shape[1]                # values per channel of a ghost batch
             steps = k if self.running_from == "all" else 1                     # every ghost batch, or the first
             for mu, sigma2 in zip(mean.view(k, -1)[:steps], var.view(k, -1)[:steps]):  # one step each, in order
                 self.num_batches_tracked.add_(1)
-                self.update_running_stats(mu, sigma2, x[:g].numel() // x.shape[1])
+                self.update_running_stats(mu, sigma2, m)
         return out.unflatten(1, (k, -1)).transpose(0, 1).flatten(0, 1)      # back to (k g, C, ...)
 
     def extra_repr(self):
