@@ -2,7 +2,7 @@
 once, yet behave like new ones: they see the caller's environment of the moment and the modules as they
 are on disk now."""
 
-import os
+import sys
 import textwrap
 
 from bnlib.course.parallel import run_in_processes
@@ -19,11 +19,12 @@ def write_task(folder, returns):
         """))
 
 
-def test_processes_see_the_callers_environment_and_modules_of_the_moment(tmp_path, monkeypatch):
+def test_processes_see_the_callers_environment_and_modules_of_the_moment(tmp_path, monkeypatch, request):
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delenv("BNLIB_TEST_MARK", raising=False)
     write_task(tmp_path, "first")
     import edited_task
+    request.addfinalizer(lambda: sys.modules.pop("edited_task", None))
 
     assert run_in_processes([(edited_task.task, ())], progress=False) == [("first", None)]
     # The server process is running now, with the environment it started with.
@@ -31,4 +32,3 @@ def test_processes_see_the_callers_environment_and_modules_of_the_moment(tmp_pat
     write_task(tmp_path, "the edited version")  # another size: no stale bytecode either
     results = run_in_processes([(edited_task.task, ()), (edited_task.task, ())], progress=False)
     assert results == [("the edited version", "set after the first start")] * 2
-    assert os.environ["BNLIB_TEST_MARK"] == "set after the first start"  # the caller's own is untouched
