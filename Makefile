@@ -21,7 +21,7 @@ lab: data
 # The classroom app: every explorer, chapter by chapter, no code. What is slow the first time is computed
 # first, in this terminal; then Voila serves the app (settings in notebooks/app/voila.json).
 app: data
-	$(PY) -m bnlib.course.widgets.app
+	$(PY) -m bnlib.course.app
 	$(VENV)/bin/voila --Voila.config_file_paths=notebooks/app notebooks/app/classroom.ipynb
 
 assignments: data

@@ -10,6 +10,7 @@ read or touched (nbgrader's extensions are switched off there). Chromium is Debi
 import ast
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -54,12 +55,12 @@ def missing_browser():
 
 
 def explorer_calls(tree, aliases):
-    """How many calls of ``*_explorer(...)`` from ``bnlib.course.widgets`` the code ``tree`` makes.
+    """How many calls of ``*_explorer(...)`` from a chapter's ``explorers`` module the code ``tree`` makes.
 
     ``aliases`` maps the names bound so far to what they import (updated with this code's imports): a call
-    counts if its function is such a name (``from bnlib.course.widgets import ema_explorer``) or an
-    attribute of one (``widgets.ema_explorer`` after ``from bnlib.course import widgets``,
-    ``bnlib.course.widgets.ema_explorer`` after ``import bnlib.course.widgets``).
+    counts if its function is such a name (``from bnlib.course.ch05.explorers import ema_explorer``) or an
+    attribute of one (``explorers.ema_explorer`` after ``from bnlib.course.ch05 import explorers``,
+    ``bnlib.course.ch05.explorers.ema_explorer`` after ``import bnlib.course.ch05.explorers``).
     """
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -79,7 +80,7 @@ def explorer_calls(tree, aliases):
         if not isinstance(function, ast.Name) or function.id not in aliases:
             continue
         target = ".".join([aliases[function.id], *parts])
-        if target.startswith("bnlib.course.widgets.") and target.endswith("_explorer"):
+        if re.fullmatch(r"bnlib\.course\.ch\d\d\.explorers\.\w+_explorer", target):
             count += 1
     return count
 
@@ -105,7 +106,7 @@ def write_explorer_notebook(notebook, destination):
 
 def widget_notebooks(folder):
     """``{notebook: number of explorers}`` for the notebooks of ``folder`` whose code cells call an explorer
-    (any ``*_explorer(...)`` function of ``bnlib.course.widgets``)."""
+    (any ``*_explorer(...)`` function of a chapter's ``explorers`` module)."""
     found = {}
     for path in sorted(Path(folder).glob("*.ipynb")):
         aliases, count = {}, 0

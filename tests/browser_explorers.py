@@ -1,7 +1,7 @@
 """What a learner does with an explorer in the browser, and how it looks: moves of its controls, the
 readout and plot they change, errors on the page, and the explorer's size, labels and slider tracks.
 
-An explorer is a ``bnlib.course.widgets.Explorer``: its controls (``.bn-controls``), an HTML readout
+An explorer is a ``bnlib.course.explorer.Explorer``: its controls (``.bn-controls``), an HTML readout
 (``.bn-readout``, ``.bn-pending`` while a slow draw runs, ``.bn-error`` when ``draw`` raised) and a PNG
 image (``.bn-plot``).
 """

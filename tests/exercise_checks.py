@@ -2,7 +2,7 @@
 
 import pytest
 
-from bnlib.course.exercises.checks import NotYet
+from bnlib.course.checks import NotYet
 
 
 def refused(check, answer, *hints):

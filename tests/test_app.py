@@ -2,6 +2,7 @@
 (``test_widgets_in_browser.py`` serves it with Voila and looks at it in Chromium.)"""
 
 import ast
+import importlib
 import inspect
 import json
 from pathlib import Path
@@ -9,17 +10,25 @@ from pathlib import Path
 import ipywidgets as widgets
 import nbformat
 
-from bnlib.course import widgets as explorers
-from bnlib.course.widgets import app
+from bnlib.course import app
 
-APP_FOLDER = Path(__file__).resolve().parent.parent / "notebooks" / "app"
+ROOT = Path(__file__).resolve().parent.parent
+APP_FOLDER = ROOT / "notebooks" / "app"
+CHAPTERS_WITH_EXPLORERS = sorted(path.parent.name for path in (ROOT / "bnlib" / "course").glob("ch*/explorers.py"))
 
 
 def test_every_explorer_of_the_course_is_in_the_app():
-    used = {node.attr for node in ast.walk(ast.parse(inspect.getsource(app)))
-            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "explorers"}
-    missing = {name for name in explorers.__all__ if name.endswith("_explorer")} - used
-    assert not missing, f"add a line to ITEMS in bnlib/course/widgets/app.py for {sorted(missing)}"
+    """Each ``*_explorer`` of a chapter's ``explorers`` module is an item of the app (``chNN.name`` in ITEMS)."""
+    used = {(node.value.id, node.attr) for node in ast.walk(ast.parse(inspect.getsource(app)))
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)}
+    assert len(CHAPTERS_WITH_EXPLORERS) >= 9
+    for chapter in CHAPTERS_WITH_EXPLORERS:
+        module = importlib.import_module(f"bnlib.course.{chapter}.explorers")
+        names = {name for name, value in vars(module).items()
+                 if name.endswith("_explorer") and getattr(value, "__module__", None) == module.__name__}
+        assert names, f"bnlib/course/{chapter}/explorers.py defines no *_explorer function"
+        missing = {(chapter, name) for name in names} - used
+        assert not missing, f"add a line to ITEMS in bnlib/course/app.py for {sorted(missing)}"
 
 
 def test_items_have_a_known_chapter_and_a_short_caption_without_links():
@@ -63,7 +72,7 @@ def test_the_app_notebook_only_shows_the_classroom():
     notebook = nbformat.read(APP_FOLDER / "classroom.ipynb", as_version=4)
     assert [cell.cell_type for cell in notebook.cells] == ["code", "code"]
     assert all(not cell.outputs and cell.execution_count is None for cell in notebook.cells)
-    assert "from bnlib.course.widgets.app import" in notebook.cells[0].source
+    assert "from bnlib.course.app import" in notebook.cells[0].source
 
 
 def test_voila_settings_shut_kernels_down():

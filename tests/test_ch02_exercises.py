@@ -2,8 +2,8 @@
 
 import pytest
 
-from bnlib.course.exercises import ch02
-from bnlib.course.exercises.checks import NotYet
+from bnlib.course.ch02 import exercises as ch02
+from bnlib.course.checks import NotYet
 
 
 def solution(u, target, b):

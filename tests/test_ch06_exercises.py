@@ -6,7 +6,7 @@ import torch
 from exercise_checks import refused, stub
 
 from bnlib.course import drift
-from bnlib.course.exercises import ch06 as exercises
+from bnlib.course.ch06 import exercises
 
 pytestmark = pytest.mark.slow  # the checks read the paper run and short runs (computed once, then cached)
 

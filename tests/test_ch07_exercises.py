@@ -6,7 +6,7 @@ import torch
 from exercise_checks import refused, stub
 from torch import nn
 
-from bnlib.course.exercises import ch07 as exercises
+from bnlib.course.ch07 import exercises
 
 EPS = 1e-5
 

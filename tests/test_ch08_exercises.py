@@ -5,7 +5,7 @@ import torch
 from exercise_checks import refused, stub
 from torch import nn
 
-from bnlib.course.exercises import ch08 as exercises
+from bnlib.course.ch08 import exercises
 
 pytestmark = pytest.mark.slow  # the checks read the chapter's cached runs
 

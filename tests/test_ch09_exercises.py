@@ -6,8 +6,8 @@ import torch
 
 from bnlib.course.ch09.buffers import broadcast_run
 from bnlib.course.ch09.devices import device_grid
-from bnlib.course.exercises import ch09 as exercises
-from bnlib.course.exercises.checks import NotYet
+from bnlib.course.ch09 import exercises
+from bnlib.course.checks import NotYet
 
 pytestmark = pytest.mark.slow  # the checks compare with runs on several processes and on MNIST (cached)
 

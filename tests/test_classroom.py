@@ -21,7 +21,7 @@ from nbgrader.dbutil import _temp_alembic_ini
 from notebook_slice import needed_cells
 
 from bnlib.course import classroom
-from bnlib.course.exercises import checks
+from bnlib.course import checks
 
 pytestmark = pytest.mark.slow  # runs every notebook in a kernel, solved and (its exercises only) blank
 

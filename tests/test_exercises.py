@@ -5,7 +5,7 @@ where to type and what is graded:
 2. the nbgrader solution cell: the answer between ``### BEGIN SOLUTION`` and ``### END SOLUTION``, collapsed
    in the course notebook, no output, a unique ``grade_id``, names of its own (no other exercise reuses them);
 3. the nbgrader test cell right after it: locked, autograded, worth points, one call of a check from
-   ``bnlib.course.exercises`` that prints one line and returns nothing.
+   the chapter's ``exercises`` module that prints one line and returns nothing.
 
 At least two exercises per notebook write code (a function, a class or a few lines a check runs against a
 reference); the others are predictions checked against the notebook's own run. The checks themselves are
@@ -90,7 +90,7 @@ def test_each_exercise_is_a_solution_cell_then_a_locked_graded_check(path):
 
 
 def test_a_predictions_expected_answer_is_computed_only_for_an_answer_among_the_choices(capsys):
-    from bnlib.course.exercises.checks import NotYet, check_choice
+    from bnlib.course.checks import NotYet, check_choice
 
     computed = []
 

@@ -1,5 +1,6 @@
 """The Explorer plumbing every widget of the course is built on."""
 
+import importlib
 import io
 
 import ipywidgets as widgets
@@ -7,7 +8,7 @@ import pytest
 from matplotlib.figure import Figure
 from PIL import Image
 
-from bnlib.course.widgets.explorer import (CSS_DPI, MAX_HEIGHT, MAX_WIDTH, PIXEL_RATIO, Explorer, readout_html,
+from bnlib.course.explorer import (CSS_DPI, MAX_HEIGHT, MAX_WIDTH, PIXEL_RATIO, Explorer, readout_html,
                                            render_png)
 
 
@@ -103,13 +104,12 @@ def test_render_png_redraws_a_reused_figure_only_when_it_changed():
     assert Image.open(io.BytesIO(render_png(figure, dpi=40))).size == (80, 60)
 
 
-@pytest.mark.parametrize("name", ["learning_rate_explorer", "gamma_beta_explorer", "ema_explorer"])
-def test_the_course_explorers_fit_a_1280_by_800_screen(name):
+@pytest.mark.parametrize("chapter, name", [("ch01", "learning_rate_explorer"), ("ch04", "gamma_beta_explorer"),
+                                           ("ch05", "ema_explorer")])
+def test_the_course_explorers_fit_a_1280_by_800_screen(chapter, name):
     """Figures of at most MAX_WIDTH x MAX_HEIGHT inches leave room for the controls in JupyterLab at 1280 x 800
     (the browser tests measure it; the MNIST explorers are checked in their own tests)."""
-    from bnlib.course import widgets as explorers
-
-    explorer = getattr(explorers, name)()
+    explorer = getattr(importlib.import_module(f"bnlib.course.{chapter}.explorers"), name)()
     width, height = Image.open(io.BytesIO(explorer.image.value)).size
     assert width <= PIXEL_RATIO * MAX_WIDTH * CSS_DPI and height <= PIXEL_RATIO * MAX_HEIGHT * CSS_DPI
     assert explorer.image.layout.width == f"{width // PIXEL_RATIO}px"

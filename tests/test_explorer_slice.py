@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_the_slice_keeps_the_set_up_the_explorer_calls_and_what_they_use_only():
     cells = ["%matplotlib inline\nimport numpy as np",
-             "from bnlib.course.widgets import ema_explorer",
+             "from bnlib.course.ch05.explorers import ema_explorer",
              "steps = 30\nprint(steps)",
              "unused = np.ones(3)  # a figure of the chapter",
              "for k in range(3):\n    momentum = 0.1 * k",

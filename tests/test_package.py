@@ -23,8 +23,8 @@ def test_import_does_not_load_plotting_datasets_or_scipy_signal():
 
 
 def test_a_notebooks_imports_do_not_load_torchvision():
-    """Every notebook's first cell imports the explorers (``bnlib.course.widgets``); torchvision would add a
-    second or two to each kernel's start, and only chapter 8's frozen batch norm needs it."""
-    code = "import sys, bnlib.course.widgets; print('torchvision' in sys.modules)"
+    """Every notebook's first cell imports its chapter's explorers and exercises (the app imports them all);
+    torchvision would add a second or two to each kernel's start, and only chapter 8's frozen batch norm needs it."""
+    code = "import sys, bnlib.course.app; print('torchvision' in sys.modules)"
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "False"

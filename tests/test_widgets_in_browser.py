@@ -1,7 +1,7 @@
 """A learner and an instructor see working explorers that fit the screen: in JupyterLab and in the Voila app
 (``make app``), driven by headless Chromium at 1280 x 800 (a projector's screen).
 
-Every notebook that calls an explorer (a ``*_explorer(...)`` function of ``bnlib.course.widgets``) is opened
+Every notebook that calls an explorer (a ``*_explorer(...)`` function of a chapter's ``explorers``) is opened
 in JupyterLab as a copy reduced to the cells its explorers need (``browser.explorer_slice``: the set-up
 cell, the explorer calls and the cells that compute what they are given; ``test_classroom`` runs every cell
 of every notebook), all of them are run, and each explorer is screenshot and measured: controls, readout and
@@ -31,7 +31,7 @@ from browser import (SCREEN, WIDE_SCREEN, copy_course, kernel_idle, kernels, lau
                      run_all, start_lab, start_voila, wait_for, widget_notebooks, write_explorer_notebook)
 from browser_explorers import assert_no_errors, exercise, layout, layout_problems
 
-from bnlib.course.widgets.app import CHAPTERS, FIRST, chapters
+from bnlib.course.app import CHAPTERS, FIRST, chapters
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = widget_notebooks(ROOT / "notebooks")  # {notebook: number of explorers it builds}
@@ -145,7 +145,7 @@ def test_the_browser_tests_share_one_worker(request):
 
 
 def test_the_course_has_widget_notebooks():
-    assert NOTEBOOKS, "no notebook in notebooks/ calls an explorer of bnlib.course.widgets"
+    assert NOTEBOOKS, "no notebook in notebooks/ calls an explorer of a chapter"
 
 
 def test_jupyterlab_opens_at_the_first_notebook(lab, chromium):

@@ -1,28 +1,9 @@
 """Benchmarks of the core layers: bnlib's forward and backward time over torch's, measured in the same run."""
 
-import statistics
-import time
-
 import torch
 
+from bnlib.course.timing import median_ratio
 from bnlib.layers import BatchNorm1d, BatchNorm2d
-
-
-def seconds_per_call(call, number):
-    start = time.perf_counter()
-    for _ in range(number):
-        call()
-    return (time.perf_counter() - start) / number
-
-
-def median_ratio(first, second, repeats, number):
-    """Time of ``first()`` over ``second()``: the two take turns, ``number`` calls each per repeat (after a
-    warm-up of each: allocator, thread pool, caches), so that each repeat gives a ratio of two neighbouring
-    measurements; the median of those ratios shrugs off moments when the machine is busy with something else."""
-    for call in (first, second):
-        seconds_per_call(call, number)
-    return statistics.median(seconds_per_call(first, number) / seconds_per_call(second, number)
-                             for _ in range(repeats))
 
 
 def fwd_bwd_ratio(ours_cls, torch_cls, shape, repeats, number, seed=0):

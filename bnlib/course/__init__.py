@@ -1,7 +1,12 @@
-"""The course around the library: data, experiments, plots, explorers and exercises, chapter by chapter.
+"""The course around the library: one package per notebook, and what the chapters share.
 
-Shared by every chapter: ``data`` (MNIST, checked), ``cache`` (results keyed by configuration and code),
-``models``, ``training``, ``drift`` and ``plots``. Then one package per notebook, ``ch01`` to ``ch07``, which
-import the shared modules and the core library (``bnlib``) but never each other; ``widgets`` holds the
-explorers and ``exercises`` the checks of the notebooks' exercises.
+Each chapter ``chNN`` (one per notebook, ``ch01`` to ``ch09``) holds its experiments and figures, its
+explorers (``explorers.py``) and the checks of its exercises (``exercises.py``). A chapter imports the shared
+modules below and the core library (``bnlib``), never another chapter and never a tool (``bnlib.figures``,
+``bnlib.bench``); ``tests/test_layering.py`` reads the imports and says so.
+
+Shared by the chapters: ``data`` (MNIST, checked), ``cache`` (results keyed by configuration and code),
+``models``, ``training``, ``drift``, ``plots``, ``parallel`` (processes), ``timing`` (a paired timer), ``show``,
+``explorer`` (the explorers' base) and ``checks`` (what the exercise checks share). On top: ``app`` (the
+classroom app, which shows every chapter's explorers) and ``classroom`` (nbgrader).
 """

@@ -11,7 +11,7 @@ import copy
 import torch
 from torch import nn
 
-from bnlib.bench.layers import median_ratio
+from bnlib.course.timing import median_ratio
 
 
 def fold_bn_into_conv(conv, bn):
@@ -52,7 +52,7 @@ def folding_errors(net, images):
 @torch.no_grad()
 def inference_speedup(net, images, repeats=15, number=3):
     """Eval-mode time of the net over its folded copy on ``images`` (float32), measured in turns
-    (``bnlib.bench.layers.median_ratio``)."""
+    (``bnlib.course.timing.median_ratio``)."""
     net = net.eval()
     folded = folded_net(net)
     return median_ratio(lambda: net(images), lambda: folded(images), repeats, number)

@@ -9,7 +9,7 @@ import ipywidgets as widgets
 from matplotlib.figure import Figure
 
 from bnlib.course.ch03 import batch_coupling as bc
-from bnlib.course.widgets.explorer import Explorer
+from bnlib.course.explorer import Explorer
 
 
 def batch_coupling_explorer(seed=0):

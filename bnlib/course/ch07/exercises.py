@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from bnlib.course.ch07.small_batches import normalized_value_spread, unit_activations
-from bnlib.course.exercises.checks import NotYet, call, check_choice, not_yet, passed
+from bnlib.course.checks import NotYet, call, check_choice, not_yet, passed
 from bnlib.normalization import EPS
 
 IMAGE_SHAPE = (4, 6, 5, 5)   # (N, C, H, W)

@@ -9,7 +9,7 @@ import torch
 from bnlib.course import drift
 from bnlib.course.ch06 import paper
 from bnlib.course.ch06.checkpoints import checkpoint_model
-from bnlib.course.exercises.checks import call, check_choice, not_yet, passed
+from bnlib.course.checks import call, check_choice, not_yet, passed
 from bnlib.course.training import accuracy, mnist
 from bnlib.running_stats import batch_norm_layers, recompute_population_statistics, replay_ema
 

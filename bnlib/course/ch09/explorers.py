@@ -12,7 +12,7 @@ from ipywidgets import SelectionSlider
 from matplotlib.figure import Figure
 
 from bnlib.course.ch09.devices import GRID_CONFIG, device_grid
-from bnlib.course.widgets.explorer import Explorer
+from bnlib.course.explorer import Explorer
 
 
 def devices_explorer(devices=4, skew=1.0, config=GRID_CONFIG):

@@ -11,7 +11,7 @@ from explorer_checks import assert_control_changes_readout_and_plot
 from bnlib import BatchNorm2d
 from bnlib.course.ch08 import convnet, deployment, folding
 from bnlib.course.ch08.figures import recalibration_figure, sweep_figure
-from bnlib.course.widgets import recalibration_explorer
+from bnlib.course.ch08.explorers import recalibration_explorer
 from bnlib.running_stats import recompute_population_statistics
 
 pytestmark = pytest.mark.slow  # trains conv nets on MNIST (cached after the first run)

@@ -12,7 +12,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from bnlib.course.ch05.ema import effective_window, initial_weight, track
-from bnlib.course.widgets.explorer import Explorer
+from bnlib.course.explorer import Explorer
 
 FORGOTTEN = 1e-3  # the start value is forgotten once it weighs less than this (``ema.settled_from``)
 

@@ -15,7 +15,7 @@ from bnlib.course.ch08.convnet import images_2d, lr_sweep, trained_net
 from bnlib.course.ch08.deployment import shift
 from bnlib.course.plots import COLORS
 from bnlib.course.training import accuracy
-from bnlib.course.widgets.explorer import Explorer
+from bnlib.course.explorer import Explorer
 from bnlib.running_stats import recompute_population_statistics
 
 LEVELS = {"contrast": lambda strength: 1 - 0.9 * strength, "noise": lambda strength: 0.6 * strength}

@@ -10,7 +10,7 @@ from explorer_checks import assert_control_changes_readout_and_plot
 import bnlib
 from bnlib.course.ch05.ema import (drifting_signal, effective_window, ema_weights, initial_weight, mean_age,
                                    measured_lag, running_stats_error, settled_from, track)
-from bnlib.course.widgets import ema_explorer
+from bnlib.course.ch05.explorers import ema_explorer
 
 MOMENTA = (1.0, 0.5, 0.1, 0.03, 0.01)
 

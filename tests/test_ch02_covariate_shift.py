@@ -13,8 +13,8 @@ from bnlib.course.ch02 import covariate_shift as shift
 from bnlib.course.ch02 import recording
 from bnlib.course.data import load_mnist
 from bnlib.course.models import paper_mlp
-from bnlib.course.widgets import drift_explorer
-from bnlib.course.widgets.hidden_drift import quantile_density, unit_readout
+from bnlib.course.ch02.explorers import drift_explorer
+from bnlib.course.ch02.explorers import quantile_density, unit_readout
 
 pytestmark = pytest.mark.slow  # computes experiments on real MNIST (cached afterwards)
 

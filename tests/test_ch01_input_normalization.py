@@ -6,7 +6,7 @@ import pytest
 from explorer_checks import assert_control_changes_readout_and_plot
 
 from bnlib.course.ch01 import input_normalization as inorm
-from bnlib.course.widgets import learning_rate_explorer
+from bnlib.course.ch01.explorers import learning_rate_explorer
 
 
 @pytest.fixture(scope="module", params=[False, True], ids=["raw", "standardized"])

@@ -10,7 +10,7 @@ import ipywidgets as widgets
 import numpy as np
 from matplotlib.figure import Figure
 
-from bnlib.course.widgets.explorer import Explorer
+from bnlib.course.explorer import Explorer
 from bnlib.normalization import batch_norm_forward
 
 SATURATION = 4.0  # |y| > 4: the sigmoid is within 0.018 of 0 or 1 and its slope under 1/14 of its peak

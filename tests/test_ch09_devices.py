@@ -15,7 +15,7 @@ from explorer_checks import assert_control_changes_readout_and_plot
 from bnlib.course.ch09 import buffers, cost, ddp, devices, ghost
 from bnlib.course.ch09.evaluation import RUN, flat_state, initial_model, measure
 from bnlib.course.parallel import run_on_ranks
-from bnlib.course.widgets import devices_explorer
+from bnlib.course.ch09.explorers import devices_explorer
 
 pytestmark = pytest.mark.slow  # spawns processes and trains on MNIST (cached afterwards)
 

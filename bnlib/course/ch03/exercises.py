@@ -7,7 +7,7 @@ import torch
 from bnlib.course.ch03 import batch_coupling
 from bnlib.course.ch03.against_torch import side_by_side
 from bnlib.course.ch03.step_by_step import TINY_BATCH
-from bnlib.course.exercises.checks import NotYet, call, check_choice, not_yet, verdict
+from bnlib.course.checks import NotYet, call, check_choice, not_yet, verdict
 from bnlib.gradient_check import TOLERANCE, numeric_gradient, upstream_gradient
 from bnlib.normalization import batch_norm_forward
 

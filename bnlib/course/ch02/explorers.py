@@ -14,7 +14,7 @@ from bnlib.course import drift
 from bnlib.course.ch02.covariate_shift import DRIFT_FROM, drift_summary
 from bnlib.course.ch02.recording import drift_percentiles, drift_run
 from bnlib.course.plots import percentile_bands
-from bnlib.course.widgets.explorer import Explorer
+from bnlib.course.explorer import Explorer
 
 
 def quantile_density(quantiles, levels):

@@ -9,7 +9,7 @@ from bnlib import batch_norm_backward, batch_norm_forward
 from bnlib.course.ch03 import batch_coupling
 from bnlib.course.ch03.backward import batch_norm_backward_staged, torch_reference
 from bnlib.course.ch03.step_by_step import TINY_BATCH, forward_stages_figure
-from bnlib.course.widgets import batch_coupling_explorer
+from bnlib.course.ch03.explorers import batch_coupling_explorer
 
 
 def random_case(shape, seed=0):

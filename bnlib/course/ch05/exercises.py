@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from bnlib.course.ch05.ema import track
-from bnlib.course.exercises.checks import call, check_choice, not_yet, passed, verdict
+from bnlib.course.checks import call, check_choice, not_yet, passed, verdict
 
 STEP_MOMENTUM = 0.1
 KERAS_SETTINGS = {"momentum": 0.99, "epsilon": 1e-3}            # Keras' defaults

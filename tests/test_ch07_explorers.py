@@ -5,8 +5,8 @@ import pytest
 from explorer_checks import assert_control_changes_readout_and_plot
 
 from bnlib.course.ch07.small_batches import NOISE_BATCH_SIZES, unit_activations
-from bnlib.course.widgets import batch_noise_explorer
-from bnlib.course.widgets.batch_noise import batch_noise_summary
+from bnlib.course.ch07.explorers import batch_noise_explorer
+from bnlib.course.ch07.explorers import batch_noise_summary
 
 pytestmark = pytest.mark.slow  # computes experiments on real MNIST (cached afterwards)
 

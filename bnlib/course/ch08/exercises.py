@@ -9,7 +9,7 @@ from torch import nn
 
 from bnlib import BatchNorm2d
 from bnlib.course.ch08 import convnet, deployment
-from bnlib.course.exercises.checks import UNANSWERED, call, check_choice, not_yet, passed
+from bnlib.course.checks import UNANSWERED, call, check_choice, not_yet, passed
 from bnlib.running_stats import batch_norm_layers, recompute_population_statistics
 
 FOLD_EPS = 0.1  # large, so that a fold that forgets eps is caught

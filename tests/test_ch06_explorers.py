@@ -8,10 +8,9 @@ import torch
 from explorer_checks import assert_control_changes_readout_and_plot
 from PIL import Image
 
-from bnlib.course import widgets
-from bnlib.course.ch06 import fast_trainer, paper, population
-from bnlib.course.widgets.explorer import CSS_DPI, MAX_HEIGHT, MAX_WIDTH, PIXEL_RATIO
-from bnlib.course.widgets.momentum import LAYER
+from bnlib.course.ch06 import explorers, fast_trainer, paper, population
+from bnlib.course.ch06.explorers import LAYER
+from bnlib.course.explorer import CSS_DPI, MAX_HEIGHT, MAX_WIDTH, PIXEL_RATIO
 from bnlib.running_stats import unbiased_variance
 
 pytestmark = pytest.mark.slow  # computes experiments on real MNIST (cached afterwards)
@@ -19,7 +18,7 @@ pytestmark = pytest.mark.slow  # computes experiments on real MNIST (cached afte
 
 @pytest.fixture(scope="module")
 def momentum():
-    return widgets.momentum_explorer()
+    return explorers.momentum_explorer()
 
 
 @pytest.mark.parametrize("exponent", ["min", "max"])
@@ -146,7 +145,7 @@ def test_momentum_one_follows_the_last_batch(momentum):
 
 @pytest.fixture(scope="module")
 def batch_size():
-    return widgets.batch_size_explorer()
+    return explorers.batch_size_explorer()
 
 
 @pytest.mark.parametrize("size", [2, 256])
@@ -164,8 +163,7 @@ def test_batch_size_readout_leads_with_bn_lead(batch_size):
 def test_batch_size_not_cached_is_announced_before_training(batch_size, monkeypatch):
     """A run not in the cache: the readout says what is training while it trains; then the result shows.
     (Whether a run is cached is faked here, so that no other run has to train.)"""
-    from bnlib.course.widgets import batch_size as module
-
+    module = explorers
     assert module.is_cached(batch_size=60, **paper.SHORT_RUN)
     assert not module.is_cached(batch_size=60, seed=123_456, **paper.SHORT_RUN)
     said = []

@@ -5,8 +5,8 @@ import numpy as np
 import torch
 
 from bnlib.course.ch04.reparameterization import gradient_ratio, scale_problem
-from bnlib.course.exercises.checks import call, check_choice, not_yet, verdict
-from bnlib.course.widgets.gamma_beta import SATURATION, pre_activations
+from bnlib.course.checks import call, check_choice, not_yet, verdict
+from bnlib.course.ch04.explorers import SATURATION, pre_activations
 from bnlib.normalization import batch_norm_forward
 
 EPS = 1e-5

@@ -6,7 +6,7 @@ import torch
 
 from bnlib.course.ch02 import covariate_shift as shift
 from bnlib.course.ch02.recording import drift_run
-from bnlib.course.exercises.checks import NotYet, call, check_choice, not_yet, verdict
+from bnlib.course.checks import NotYet, call, check_choice, not_yet, verdict
 
 DOUBLED_LR = 0.2
 

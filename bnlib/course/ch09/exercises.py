@@ -6,7 +6,7 @@ import torch
 
 from bnlib.course.ch09.buffers import broadcast_run
 from bnlib.course.ch09.devices import device_grid
-from bnlib.course.exercises.checks import call, check_choice, check_value, not_yet, passed, run
+from bnlib.course.checks import call, check_choice, check_value, not_yet, passed, run
 from bnlib.layers import BatchNorm1d
 from bnlib.sync import chan_merge
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from explorer_checks import assert_control_changes_readout_and_plot
 
-from bnlib.course.widgets import gamma_beta_explorer
-from bnlib.course.widgets.gamma_beta import SATURATION, Y_RANGE, gamma_beta_readout, pre_activations
+from bnlib.course.ch04.explorers import gamma_beta_explorer
+from bnlib.course.ch04.explorers import SATURATION, Y_RANGE, gamma_beta_readout, pre_activations
 from bnlib.normalization import batch_norm_forward
 
 

@@ -4,7 +4,7 @@ import ipywidgets as widgets
 from matplotlib.figure import Figure
 
 from bnlib.course.ch01 import input_normalization as inorm
-from bnlib.course.widgets.explorer import Explorer
+from bnlib.course.explorer import Explorer
 
 
 def learning_rate_explorer(steps=200):

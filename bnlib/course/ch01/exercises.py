@@ -4,7 +4,7 @@ stability limit found by experiment, and two predictions (scaling without center
 import numpy as np
 
 from bnlib.course.ch01 import input_normalization as inorm
-from bnlib.course.exercises.checks import call, check_choice, not_yet, verdict
+from bnlib.course.checks import call, check_choice, not_yet, verdict
 
 TRAIN = 150  # the first 150 examples of the data set are the training split, the other 50 the test split
 SHARED_LR = 0.5  # the explorer's starting rate, which converges on standardized features

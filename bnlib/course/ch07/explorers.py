@@ -11,7 +11,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from bnlib.course.ch07.small_batches import NOISE_BATCH_SIZES, normalized_value_spread, sample_batches, unit_activations
-from bnlib.course.widgets.explorer import Explorer
+from bnlib.course.explorer import Explorer
 
 DRAWS = 1000
 

@@ -6,7 +6,7 @@ chapter (Voila renders each cell's output as soon as it has run). A menu picks t
 that bnlib builds (the same ones the notebooks show). The app opens at chapter 06: the paper's Figure 1
 and its two explorers. Adding an explorer to the app is one line in ``ITEMS``.
 
-``python -m bnlib.course.widgets.app`` builds every item once, so that whatever is slow the first time
+``python -m bnlib.course.app`` builds every item once, so that whatever is slow the first time
 (training runs, Algorithm 2) is computed and cached before class; ``make app`` runs it first.
 """
 
@@ -17,8 +17,16 @@ from functools import cache
 
 import ipywidgets as widgets
 
-from bnlib.course import widgets as explorers
-from bnlib.course.widgets.explorer import figure_image
+from bnlib.course.ch01 import explorers as ch01
+from bnlib.course.ch02 import explorers as ch02
+from bnlib.course.ch03 import explorers as ch03
+from bnlib.course.ch04 import explorers as ch04
+from bnlib.course.ch05 import explorers as ch05
+from bnlib.course.ch06 import explorers as ch06
+from bnlib.course.ch07 import explorers as ch07
+from bnlib.course.ch08 import explorers as ch08
+from bnlib.course.ch09 import explorers as ch09
+from bnlib.course.explorer import figure_image
 
 CHAPTERS = {"01": "Input normalization", "02": "Internal covariate shift", "03": "Batch norm from scratch",
             "04": "Gamma and beta", "05": "Running statistics", "06": "The paper's MNIST experiment",
@@ -44,26 +52,26 @@ def figure_1():
 # (chapter, caption, build): one line per figure or explorer, in the order they show.
 ITEMS = [
     ("01", "Gradient descent on raw or standardized features, at the learning rate you pick.",
-     explorers.learning_rate_explorer),
+     ch01.learning_rate_explorer),
     ("02", "A hidden unit's input distribution while a network trains: scrub through the steps.",
-     explorers.drift_explorer),
+     ch02.drift_explorer),
     ("03", "Move one example: in training mode the others' outputs move with it, in eval mode they stay.",
-     explorers.batch_coupling_explorer),
+     ch03.batch_coupling_explorer),
     ("04", "Gamma and beta set the spread and the centre of BN's output: where does the sigmoid saturate?",
-     explorers.gamma_beta_explorer),
+     ch04.gamma_beta_explorer),
     ("05", "A running mean tracks a drifting, noisy batch statistic: the momentum trades lag for noise.",
-     explorers.ema_explorer),
+     ch05.ema_explorer),
     ("06", "Figure 1 of Ioffe & Szegedy (2015) reproduced: (a) test accuracy, (b, c) a typical unit's sigmoid input.",
      figure_1),
     ("06", "The running statistics replayed for any momentum, against the paper's population statistics.",
-     lambda: explorers.momentum_explorer(paper_run())),
-    ("06", "Figure 1's experiment, 3,000 steps, at the batch size you pick.", explorers.batch_size_explorer),
+     lambda: ch06.momentum_explorer(paper_run())),
+    ("06", "Figure 1's experiment, 3,000 steps, at the batch size you pick.", ch06.batch_size_explorer),
     ("07", "How noisy are a real unit's batch statistics, and what does the noise do to one example?",
-     explorers.batch_noise_explorer),
+     ch07.batch_noise_explorer),
     ("08", "Shift the test digits, then re-estimate batch norm's statistics on a few unlabeled batches.",
-     explorers.recalibration_explorer),
+     ch08.recalibration_explorer),
     ("09", "Data-parallel training: each device's batch statistics, against the whole batch's.",
-     explorers.devices_explorer),
+     ch09.devices_explorer),
 ]
 
 
