@@ -1,6 +1,7 @@
 """The result cache: keyed by configuration and code, damaged files recomputed, never half-written, computed once."""
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,50 @@ def test_each_configuration_has_its_own_entry():
     other = cache.cached("run", {"lr": 0.1}, Counter(2.0))
     assert other["accuracy"][0] == 2.0
     assert len(list(cache.cache_dir().glob("run-*.npz"))) == 2
+
+
+@dataclass(frozen=True)
+class Toy(cache.Config):
+    lr: float = 0.5
+    steps: int = 5
+
+
+CALLS = []
+
+
+@cache.experiment("toy", Toy)
+def toy_run(config, progress=True):
+    CALLS.append((config, progress))
+    return {"losses": np.full(config.steps, config.lr)}
+
+
+def test_a_typed_configuration_keys_an_experiment_and_options_do_not():
+    CALLS.clear()
+    assert not toy_run.is_cached() and not toy_run.is_cached(Toy(lr=0.1))
+    assert toy_run()["losses"].tolist() == [0.5] * 5  # the defaults, Toy()
+    assert toy_run.is_cached() and toy_run.is_cached(Toy(lr=0.5, steps=5)) and not toy_run.is_cached(Toy(lr=0.1))
+    toy_run(Toy(), progress=False)  # an option: the same result, from the cache
+    assert toy_run(Toy().replace(lr=0.1))["losses"].tolist() == [0.1] * 5
+    assert CALLS == [(Toy(), True), (Toy(lr=0.1), True)]
+    assert toy_run.compute(Toy(steps=2), progress=False)["losses"].tolist() == [0.5, 0.5]  # uncached
+    assert not toy_run.is_cached(Toy(steps=2))
+
+
+def test_an_experiment_refuses_settings_that_are_not_its_configuration():
+    with pytest.raises(TypeError, match="takes its settings as a Toy"):
+        toy_run({"lr": 0.5, "steps": 5})
+    with pytest.raises(TypeError, match="rate"):
+        Toy().replace(rate=0.1)
+
+
+def test_a_configuration_is_keyed_by_its_type_and_fields():
+    @dataclass(frozen=True)
+    class Other(cache.Config):
+        lr: float = 0.5
+        steps: int = 5
+
+    assert cache.canonical(Toy()) == {"type": "Toy", "lr": 0.5, "steps": 5}
+    assert cache.config_key(Toy(), __name__) != cache.config_key(Other(), __name__)
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip", "garbage"])

@@ -156,19 +156,19 @@ def test_batch_size_explorer_at_the_extremes(batch_size, size):
 
 def test_batch_size_readout_leads_with_bn_lead(batch_size):
     batch_size.controls["batch_size"].value = 60
-    final = paper.findings(paper.run_paper_experiment(batch_size=60, progress=False, **paper.SHORT_RUN))["final_accuracy"]
+    final = paper.findings(paper.run_paper_experiment(paper.SHORT_RUN.replace(batch_size=60), progress=False))["final_accuracy"]
     assert batch_size.text.startswith(f"BN leads by {100 * (final['batch norm'] - final['baseline']):.1f} points")
 
 
 def test_batch_size_not_cached_is_announced_before_training(batch_size, monkeypatch):
     """A run not in the cache: the readout says what is training while it trains; then the result shows.
     (Whether a run is cached is faked here, so that no other run has to train.)"""
-    module = explorers
-    assert module.is_cached(batch_size=60, **paper.SHORT_RUN)
-    assert not module.is_cached(batch_size=60, seed=123_456, **paper.SHORT_RUN)
+    run = paper.run_paper_experiment
+    assert run.is_cached(paper.SHORT_RUN.replace(batch_size=60))
+    assert not run.is_cached(paper.SHORT_RUN.replace(batch_size=60, seed=123_456))
     said = []
     batch_size.readout.observe(lambda change: said.append(change["new"]), names="value")
-    monkeypatch.setattr(module, "is_cached", lambda **run: False)
+    monkeypatch.setattr(run, "is_cached", lambda config: False)
     batch_size.controls["batch_size"].value = 2 if batch_size.controls["batch_size"].value != 2 else 60
     size = batch_size.controls["batch_size"].value
     assert f"training both networks at batch size {size} for 3,000 steps" in said[0]
@@ -185,8 +185,8 @@ def test_batch_size_explorer_shows_every_accuracy_point(batch_size, size):
 
 def test_small_batches_hurt_batch_norm():
     """At batch size 2 the batch statistics are mostly noise: BN's lead shrinks to under half, its bands drift more."""
-    tiny = paper.findings(paper.run_paper_experiment(batch_size=2, progress=False, **paper.SHORT_RUN))
-    usual = paper.findings(paper.run_paper_experiment(batch_size=60, progress=False, **paper.SHORT_RUN))
+    tiny = paper.findings(paper.run_paper_experiment(paper.SHORT_RUN.replace(batch_size=2), progress=False))
+    usual = paper.findings(paper.run_paper_experiment(paper.SHORT_RUN.replace(batch_size=60), progress=False))
     print("batch 2:", tiny["final_accuracy"], "batch 60:", usual["final_accuracy"])
     lead = {name: facts["final_accuracy"]["batch norm"] - facts["final_accuracy"]["baseline"]
             for name, facts in (("tiny", tiny), ("usual", usual))}

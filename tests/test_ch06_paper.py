@@ -90,7 +90,7 @@ def test_a_larger_initial_scale_calms_the_baselines_start_and_shrinks_bns_head_s
     first 10,000 steps as with the paper-like N(0, 0.01^2), and BN's lead at step 10,000 almost vanishes.
     The claim is about the first 10,000 steps, so the larger-scale run stops there (checkpoints every 500
     steps, as in the full run)."""
-    larger = paper.run_paper_experiment(progress=False, init_std=0.1, steps=10_000, checkpoints=20)
+    larger = paper.run_paper_experiment(paper.PAPER.replace(init_std=0.1, steps=10_000, checkpoints=20), progress=False)
     assert larger["steps"][-1] == 10_000 and np.all(larger["accuracy"][-1] > 0.95)
     small_early, _, small_accuracy = median_movement(full_run)
     large_early, _, large_accuracy = median_movement(larger)
@@ -147,8 +147,8 @@ def test_running_averages_with_momentum_0_1_nearly_agree_with_algorithm_2(full_r
 @pytest.mark.slow
 def test_at_batch_two_the_bn_network_drifts_far_more_than_at_sixty():
     """Notebook 06, section 8 and Exercise 4: the batch-size explorer's short runs."""
-    drifts = {size: paper.findings(paper.run_paper_experiment(progress=False, batch_size=size, steps=3_000,
-                                                              checkpoints=30))["drift"]["batch norm"]
+    drifts = {size: paper.findings(paper.run_paper_experiment(paper.SHORT_RUN.replace(batch_size=size),
+                                                              progress=False))["drift"]["batch norm"]
               for size in (2, 60)}
     assert drifts[2] > 3 * drifts[60]
 
@@ -290,7 +290,7 @@ def test_the_trainer_shows_each_checkpoint_the_run_so_far_and_its_bn_checkpoints
     statistics replayed from it) equals the same checkpoints of the finished run: the hand-over in two
     processes relies on it. At checkpoint 0 the statistics are torch's initial ones."""
     images, labels = tiny_data()
-    config = paper.paper_config(steps=12, checkpoints=4, batch_size=8)
+    config = paper.PaperRun(steps=12, checkpoints=4, batch_size=8)
     seen, handed = {}, {}
 
     def record(c, so_far):
@@ -315,9 +315,9 @@ def test_two_processes_give_the_one_process_result():
     """The two networks trained in two processes (one each, the baseline's also evaluating the BN network's
     early checkpoints, sent during training, and its last ones) or one after the other in this one: the
     same code on one thread each, so the results agree up to floating-point rounding."""
-    config = paper.paper_config(steps=300, checkpoints=6)  # the workers evaluate BN's 0-4 and 6, and 5
-    one = paper.compute_paper_experiment(config, progress=False, workers=1)
-    two = paper.compute_paper_experiment(config, progress=False, workers=2)
+    config = paper.PaperRun(steps=300, checkpoints=6)  # the workers evaluate BN's 0-4 and 6, and 5
+    one = paper.run_paper_experiment.compute(config, progress=False, workers=1)
+    two = paper.run_paper_experiment.compute(config, progress=False, workers=2)
     assert set(one) == set(two)
     for key in set(one) - {"seconds"}:
         np.testing.assert_allclose(two[key], one[key], rtol=1e-6, atol=1e-7, err_msg=key)
@@ -325,14 +325,20 @@ def test_two_processes_give_the_one_process_result():
 
 
 def test_the_paper_run_takes_both_cores_and_a_short_run_stays_in_this_process():
-    assert paper.default_workers(paper.paper_config()) == 2
-    assert paper.default_workers(paper.paper_config(batch_size=256, **paper.SHORT_RUN)) == 2  # the explorer's largest
-    assert paper.default_workers(paper.paper_config(steps=40, checkpoints=4)) == 1
+    assert paper.default_workers(paper.PAPER) == 2
+    assert paper.default_workers(paper.SHORT_RUN.replace(batch_size=256)) == 2  # the explorer's largest
+    assert paper.default_workers(paper.PaperRun(steps=40, checkpoints=4)) == 1
 
 
 def test_bad_settings_are_refused_clearly():
-    with pytest.raises(ValueError, match="unknown setting"):
-        paper.paper_config(learning_rate=0.1)
+    with pytest.raises(TypeError, match="learning_rate"):
+        paper.PAPER.replace(learning_rate=0.1)
+    with pytest.raises(TypeError, match="PaperRun"):
+        paper.run_paper_experiment({"steps": 40, "checkpoints": 4})
+    with pytest.raises(ValueError, match="multiple of checkpoints"):
+        paper.PaperRun(steps=100, checkpoints=3)
+    with pytest.raises(ValueError, match="at least 2"):
+        paper.PAPER.replace(batch_size=1)
     images, labels = tiny_data(50)
     with pytest.raises(ValueError, match="multiple of checkpoints"):
         train(images, labels, True, 10, 8, 0, 3)
@@ -341,20 +347,21 @@ def test_bad_settings_are_refused_clearly():
     with pytest.raises(ValueError, match="at least 2"):
         train(images, labels, True, 10, 1, 0, 2)
     with pytest.raises(ValueError, match="workers must be 1 or 2"):
-        paper.compute_paper_experiment(paper.paper_config(steps=10, checkpoints=1), workers=3)
+        paper.run_paper_experiment.compute(paper.PaperRun(steps=10, checkpoints=1), workers=3)
 
 
 @pytest.mark.slow
 def test_a_corrupt_cached_run_is_recomputed_not_trusted(tmp_path, monkeypatch):
     monkeypatch.setenv("BNLIB_DATA_DIR", str(tmp_path))
-    settings = {"steps": 40, "checkpoints": 4}
-    first = paper.run_paper_experiment(progress=False, **settings)
-    path = cache.cache_path("paper_mnist", paper.paper_config(**settings), paper.__name__)
+    settings = paper.PaperRun(steps=40, checkpoints=4)
+    first = paper.run_paper_experiment(settings, progress=False)
+    assert paper.run_paper_experiment.is_cached(settings)
+    path = cache.cache_path("paper_mnist", settings, paper.__name__)
     raw = bytearray(path.read_bytes())
     offset = raw.index(b"accuracy.npy") + 200  # inside the stored accuracies
     raw[offset] ^= 0xFF
     path.write_bytes(bytes(raw))
     with pytest.warns(UserWarning, match="damaged"):
-        second = paper.run_paper_experiment(progress=False, **settings)
+        second = paper.run_paper_experiment(settings, progress=False)
     np.testing.assert_array_equal(first["accuracy"], second["accuracy"])
     np.testing.assert_array_equal(first["batch_mean"], second["batch_mean"])

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from bnlib.course.ch06.fast_trainer import batch_order, train_network
-from bnlib.course.ch06.paper import PAPER, compute_paper_experiment, paper_config
+from bnlib.course.ch06.paper import PAPER, run_paper_experiment
 from bnlib.course.data import load_mnist
 from bnlib.course.models import paper_mlp
 from bnlib.course.training import small_model_settings
@@ -26,14 +26,14 @@ from bnlib.layers import BatchNorm1d
 
 def naive_seconds_per_step(images, labels, steps, seed=0):
     """Both networks, one after the other, by the textbook loop; seconds per step (for both)."""
-    order = batch_order(len(images), steps, PAPER["batch_size"], seed).view(steps, -1)
+    order = batch_order(len(images), steps, PAPER.batch_size, seed).view(steps, -1)
     start = time.perf_counter()
     for batch_norm in (False, True):
-        model = paper_mlp(batch_norm=batch_norm, init_std=PAPER["init_std"])
+        model = paper_mlp(batch_norm=batch_norm, init_std=PAPER.init_std)
         if batch_norm:
             model = nn.Sequential(*[nn.BatchNorm1d(m.num_features) if isinstance(m, BatchNorm1d) else m
                                     for m in model])  # torch's own layer: the textbook loop
-        optimizer = torch.optim.SGD(model.parameters(), lr=PAPER["lr"])
+        optimizer = torch.optim.SGD(model.parameters(), lr=PAPER.lr)
         for batch in order:
             optimizer.zero_grad()
             nn.functional.cross_entropy(model(images[batch]), labels[batch]).backward()
@@ -44,7 +44,7 @@ def naive_seconds_per_step(images, labels, steps, seed=0):
 def fast_seconds_per_step(images, labels, steps, seed=0):
     start = time.perf_counter()
     for batch_norm in (False, True):
-        train_network(images, labels, batch_norm, steps, PAPER["batch_size"], PAPER["lr"], PAPER["init_std"], seed, 1)
+        train_network(images, labels, batch_norm, steps, PAPER.batch_size, PAPER.lr, PAPER.init_std, seed, 1)
     return (time.perf_counter() - start) / steps
 
 
@@ -65,7 +65,7 @@ def paper_step_speedup_vs_naive(steps=1_000, repeats=3):
 def full_run_seconds(workers):
     """Wall time of the whole experiment (no cache) with the networks in ``workers`` processes."""
     start = time.perf_counter()
-    compute_paper_experiment(paper_config(), progress=False, workers=workers)
+    run_paper_experiment.compute(PAPER, progress=False, workers=workers)
     return time.perf_counter() - start
 
 

@@ -1,5 +1,9 @@
 """An on-disk cache for experiment results, keyed by their configuration AND the code that computes them.
 
+An experiment's settings are a :class:`Config`, a frozen dataclass with the defaults in its fields, and
+``@experiment("name")`` makes its compute function cached: ``run(config)`` returns the stored result when
+there is one, and ``run.is_cached(config)`` says whether there is (an explorer asks it before a slow draw).
+
 Each result is a dict of numpy arrays stored as ``data/cache/<name>-<key>.npz``. The key is a hash of:
 
 - the configuration, written as canonical JSON (numbers exactly, arrays in full; anything else refused);
@@ -15,7 +19,9 @@ instead of computing it twice.
 """
 
 import ast
+import dataclasses
 import fcntl
+import functools
 import hashlib
 import importlib.util
 import json
@@ -31,7 +37,16 @@ import numpy as np
 
 from bnlib.course.data import data_dir
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Base of an experiment's settings: subclasses are frozen dataclasses whose fields carry the defaults.
+    ``config.replace(steps=300)`` is a copy with some settings changed (a misspelt one is a TypeError)."""
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
 
 
 def cache_dir():
@@ -39,7 +54,10 @@ def cache_dir():
 
 
 def canonical(value):
-    """``value`` as plain JSON data, exactly: dict keys sorted by JSON, arrays and tuples as full lists."""
+    """``value`` as plain JSON data, exactly: dict keys sorted by JSON, arrays and tuples as full lists, a
+    :class:`Config` as its type's name and its fields."""
+    if isinstance(value, Config):
+        return {"type": type(value).__name__, **canonical(dataclasses.asdict(value))}
     if isinstance(value, dict):
         return {str(key): canonical(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
@@ -172,3 +190,29 @@ def cached(name, config, compute, code=None):
             arrays = {key: np.asarray(value) for key, value in compute().items()}
             save(path, text, arrays)
     return arrays
+
+
+def experiment(name, settings):
+    """Decorator: ``compute(config, **options)``, which returns a dict of arrays for a ``settings`` (a
+    :class:`Config` subclass), becomes cached under ``name``; without a config it runs ``settings()``, the
+    defaults. ``options`` (a progress bar, a number of processes) do not change the result and are not part
+    of the key. The decorated function also has ``is_cached(config)``."""
+
+    def checked(config, compute):
+        config = settings() if config is None else config
+        if not isinstance(config, settings):
+            raise TypeError(f"{compute.__name__} takes its settings as a {settings.__name__}, got {config!r}; "
+                            f"change a setting with {settings.__name__}().replace(name=value)")
+        return config
+
+    def decorate(compute):
+        @functools.wraps(compute)
+        def run(config=None, **options):
+            config = checked(config, compute)
+            return cached(name, config, lambda: compute(config, **options), compute.__module__)
+
+        run.is_cached = lambda config=None: cache_path(name, checked(config, compute), compute.__module__).exists()
+        run.compute = compute
+        return run
+
+    return decorate

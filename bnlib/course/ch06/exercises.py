@@ -13,7 +13,7 @@ from bnlib.course.checks import call, check_choice, not_yet, passed
 from bnlib.course.training import accuracy, mnist
 from bnlib.running_stats import batch_norm_layers, recompute_population_statistics, replay_ema
 
-DRIFT_START = int(paper.DRIFT_START * paper.PAPER["steps"])  # step 5,000, as in findings()
+DRIFT_START = int(paper.DRIFT_START * paper.PAPER.steps)  # step 5,000, as in findings()
 DRIFT_UNITS = ((0, 3), (1, 17), (0, 58), (1, 91))            # (network, unit): both networks, a few units
 POPULATION_STEP, POPULATION_EXAMPLES = 1_000, 6_000           # the checkpoint and the training images used
 REPLAY_STEPS, REPLAY_MOMENTUM = 500, 0.05
@@ -66,7 +66,7 @@ def _population_case():
     run = paper.run_paper_experiment(progress=False)
     model = checkpoint_model(run, list(run["steps"]).index(POPULATION_STEP))
     images, _ = mnist(train=True)
-    return model, list(images[:POPULATION_EXAMPLES].split(paper.PAPER["batch_size"]))
+    return model, list(images[:POPULATION_EXAMPLES].split(paper.PAPER.batch_size))
 
 
 def _layer_inputs(model, batches, upto=7, train_mode=True):
@@ -177,11 +177,11 @@ def _compare(low, high, ratio=1.5):
 def check_drift_at_batch_two(prediction):
     """``prediction``: does the BN network drift "more", "less" or "about the same" at batch 2 as at 60?"""
     __tracebackhide__ = True  # noqa: F841
-    drifts = {size: paper.findings(paper.run_paper_experiment(progress=False, batch_size=size, **paper.SHORT_RUN))
-              ["drift"]["batch norm"] for size in (2, paper.PAPER["batch_size"])}
-    expected = _compare(drifts[paper.PAPER["batch_size"]], drifts[2])
+    drifts = {size: paper.findings(paper.run_paper_experiment(paper.SHORT_RUN.replace(batch_size=size), progress=False))
+              ["drift"]["batch norm"] for size in (2, paper.PAPER.batch_size)}
+    expected = _compare(drifts[paper.PAPER.batch_size], drifts[2])
     check_choice(prediction, expected, ("more", "less", "about the same"),
-                 f"With BN, the drift at batch 2 is {drifts[2] / drifts[paper.PAPER['batch_size']]:.0f} times the drift at batch 60: each "
+                 f"With BN, the drift at batch 2 is {drifts[2] / drifts[paper.PAPER.batch_size]:.0f} times the drift at batch 60: each "
                  "unit's normalized value is +-1, and the network keeps chasing it.",
                  "Move the batch-size explorer to 2 and to 60 and compare the BN network's drift in its readout.")
 
@@ -193,7 +193,7 @@ def _slow_momentum_accuracies():
     train_images, _ = mnist(train=True)
     model = checkpoint_model(run, list(run["steps"]).index(SLOW_STEP), momentum=SLOW_MOMENTUM)
     running = accuracy(model, test_images, test_labels)
-    recompute_population_statistics(model, train_images.split(paper.PAPER["batch_size"]))
+    recompute_population_statistics(model, train_images.split(paper.PAPER.batch_size))
     return running, accuracy(model, test_images, test_labels)
 
 

@@ -28,9 +28,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, MultipleLocator
 
-from bnlib.course.cache import cache_path
-from bnlib.course.ch06.paper import (SHORT_RUN, findings, inference_layers, inference_pass, paper_config,
-                                     run_paper_experiment, stack_network)
+from bnlib.course.ch06.paper import (SHORT_RUN, findings, inference_layers, inference_pass, run_paper_experiment,
+                                     stack_network)
 from bnlib.course.ch06.population import population_at_checkpoints
 from bnlib.course.explorer import RENDER_DPI, Explorer
 from bnlib.course.plots import COLORS, LABELS, STEP_TICKS, accuracy_curves, percentile_bands
@@ -200,11 +199,6 @@ def momentum_explorer(result=None, momentum=0.1, unit=0):
 BATCH_SIZES = (2, 4, 8, 16, 32, 60, 128, 256)
 
 
-def is_cached(**overrides):
-    """Whether ``run_paper_experiment(**overrides)`` will come from the cache."""
-    return cache_path("paper_mnist", paper_config(**overrides), run_paper_experiment.__module__).exists()
-
-
 def short_run_figure(result, facts):
     """Figure 1's three panels, small: both networks' accuracy, then a typical unit's percentile bands each."""
     steps, accuracy, percentiles = result["steps"], result["accuracy"], result["percentiles"]
@@ -229,16 +223,18 @@ def short_run_figure(result, facts):
     return figure
 
 
-def batch_size_explorer(batch_size=60, steps=SHORT_RUN["steps"], checkpoints=SHORT_RUN["checkpoints"]):
-    """Pick a batch size; see both networks' accuracy and a typical unit's sigmoid-input percentiles."""
+def batch_size_explorer(batch_size=60, run=SHORT_RUN):
+    """Pick a batch size; see both networks' accuracy and a typical unit's sigmoid-input percentiles, after
+    ``run`` (a ``PaperRun``, 3,000 steps by default) at that batch size."""
+    steps = run.steps
 
     def pending(batch_size):
-        if not is_cached(batch_size=batch_size, steps=steps, checkpoints=checkpoints):
+        if not run_paper_experiment.is_cached(run.replace(batch_size=batch_size)):
             return f"training both networks at batch size {batch_size} for {steps:,} steps ..."
         return None
 
     def draw(batch_size):
-        result = run_paper_experiment(batch_size=batch_size, steps=steps, checkpoints=checkpoints)
+        result = run_paper_experiment(run.replace(batch_size=batch_size))
         facts = findings(result)
         figure = short_run_figure(result, facts)
         figure.suptitle(f"batch size {batch_size}, {steps:,} steps", fontsize=10)

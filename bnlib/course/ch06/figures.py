@@ -8,7 +8,7 @@ last-hidden-layer unit's sigmoid input over the test set.
 import numpy as np
 from matplotlib.figure import Figure
 
-from bnlib.course.ch06.paper import findings, paper_config, run_paper_experiment
+from bnlib.course.ch06.paper import PAPER, findings, run_paper_experiment
 from bnlib.course.plots import COLORS, LABELS, accuracy_curves, percentile_bands
 
 
@@ -45,7 +45,7 @@ def make_mnist_fig1():
     figure, data = figure1(result, facts)
     figure.suptitle("MNIST, 3x100 sigmoid MLP, batch 60, SGD lr 0.5, init N(0, 0.01^2): Ioffe & Szegedy (2015) "
                     "Figure 1 reproduced", fontsize=10)
-    return figure, {"config": paper_config(), "percentile_unit": "sigmoid input over the 10,000 test images",
+    return figure, {"config": PAPER, "percentile_unit": "sigmoid input over the 10,000 test images",
                     "drift_definition": "bnlib.course.drift: per unit |median(end) - median(10% of training)| / mean "
                                         "15-85 band width, averaged over the 100 last-hidden-layer units",
                     **data}

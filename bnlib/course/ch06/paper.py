@@ -26,12 +26,13 @@ They are not kept during training: the trainer records every step's batch mean a
 """
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from bnlib.course import drift
-from bnlib.course.cache import cached
+from bnlib.course.cache import Config, experiment
 from bnlib.course.ch06.fast_trainer import NETWORKS, WIDTHS, parameter_views, train_network
 from bnlib.course.data import load_mnist
 from bnlib.course.parallel import process_context, run_in_processes
@@ -39,14 +40,37 @@ from bnlib.course.training import small_model_settings
 from bnlib.normalization import EPS
 from bnlib.running_stats import replay_running_stats
 
-PAPER = {"steps": 50_000, "batch_size": 60, "lr": 0.5, "init_std": 0.01, "seed": 0, "checkpoints": 100}
 DRIFT_START = 0.1  # the drift is measured from 10% of training (step 5,000 of 50,000) to the end
 EVAL_MOMENTUM = 0.1
+
+
+@dataclass(frozen=True)
+class PaperRun(Config):
+    """The experiment's settings; the defaults are the paper's setup (section 4.1) and our choices above.
+    ``eval_momentum`` is the momentum of the running averages the evaluation replays."""
+
+    steps: int = 50_000
+    batch_size: int = 60
+    lr: float = 0.5
+    init_std: float = 0.01
+    seed: int = 0
+    checkpoints: int = 100
+    eval_momentum: float = EVAL_MOMENTUM
+
+    def __post_init__(self):
+        if self.checkpoints < 1 or self.steps % self.checkpoints:
+            raise ValueError(f"steps ({self.steps}) must be a positive multiple of checkpoints ({self.checkpoints}), "
+                             f"so that the checkpoints are evenly spaced")
+        if self.batch_size < 2:
+            raise ValueError(f"batch_size must be at least 2 for batch norm in training, got {self.batch_size}")
+
+
+PAPER = PaperRun()
 # Two processes from this many examples (steps x batch size) per network. Each new process imports the
 # course's code and loads MNIST: a 3,000-step run at batch 60 took about 9 CPU-seconds in one process and
 # about 12 in two (7 s of wall time instead of 9), a cost the test suite and a busy machine pay for little.
 TWO_PROCESSES_FROM = 500_000
-SHORT_RUN = {"steps": 3_000, "checkpoints": 30}  # the batch-size explorer's run, and its exercise's
+SHORT_RUN = PAPER.replace(steps=3_000, checkpoints=30)  # the batch-size explorer's run, and its exercise's
 
 
 def running_statistics(result, momentum=EVAL_MOMENTUM):
@@ -115,10 +139,10 @@ def evaluate_checkpoints(parameters, images, labels, running_mean=None, running_
 def bn_checkpoints(run, config):
     """The BN network's checkpoints in ``run`` (so far), ready for ``evaluate_share``: ``first`` (0), their
     ``parameters`` and the running statistics replayed up to each."""
-    every, trained = config["steps"] // config["checkpoints"], len(run["batch_mean"])
+    every, trained = config.steps // config.checkpoints, len(run["batch_mean"])
     if trained:
-        running_mean, running_var = replay_running_stats(run["batch_mean"], run["batch_var"], config["batch_size"],
-                                                         config["eval_momentum"], every)
+        running_mean, running_var = replay_running_stats(run["batch_mean"], run["batch_var"], config.batch_size,
+                                                         config.eval_momentum, every)
     else:  # checkpoint 0: torch's initial running statistics
         shape, dtype = (1, *run["batch_mean"].shape[1:]), run["batch_mean"].dtype
         running_mean, running_var = np.zeros(shape, dtype), np.ones(shape, dtype)
@@ -152,7 +176,7 @@ def train_and_evaluate(batch_norm, config, handoff=None, report=None):
     """
     train_images, train_labels = load_mnist(train=True)
     test_images, test_labels = load_mnist(train=False)
-    early = int(HANDOFF_AT * config["checkpoints"])
+    early = int(HANDOFF_AT * config.checkpoints)
     send_early = handoff is not None and batch_norm
 
     def at_checkpoint(c, so_far):
@@ -160,8 +184,8 @@ def train_and_evaluate(batch_norm, config, handoff=None, report=None):
             handoff.put(bn_checkpoints({key: value.numpy() for key, value in so_far.items()}, config))
 
     with small_model_settings():
-        run = train_network(train_images, train_labels, batch_norm, config["steps"], config["batch_size"],
-                            config["lr"], config["init_std"], config["seed"], config["checkpoints"], report,
+        run = train_network(train_images, train_labels, batch_norm, config.steps, config.batch_size, config.lr,
+                            config.init_std, config.seed, config.checkpoints, report,
                             at_checkpoint if send_early else None)
         run = {key: value.numpy() for key, value in run.items()}
         share = bn_checkpoints(run, config) if batch_norm else {"first": 0, "parameters": run["parameters"]}
@@ -177,21 +201,20 @@ def train_and_evaluate(batch_norm, config, handoff=None, report=None):
     return {key: torch.as_tensor(value) for key, value in run.items()}  # tensors travel between processes fast
 
 
-def paper_config(**overrides):
-    """The experiment's full configuration: the paper's setup with ``overrides``; the cache key."""
-    unknown = set(overrides) - set(PAPER)
-    if unknown:
-        raise ValueError(f"unknown setting(s) {sorted(unknown)}; the experiment takes {sorted(PAPER)}")
-    return {**PAPER, **overrides, "eval_momentum": EVAL_MOMENTUM, "eps": EPS, "data": "MNIST"}
-
-
 def default_workers(config):
     """2 (a process per network) for a run of at least ``TWO_PROCESSES_FROM`` examples per network, else 1."""
-    return 2 if config["steps"] * config["batch_size"] >= TWO_PROCESSES_FROM else 1
+    return 2 if config.steps * config.batch_size >= TWO_PROCESSES_FROM else 1
 
 
-def compute_paper_experiment(config, progress=True, workers=None):
-    """Train both networks and evaluate them at the checkpoints, without the cache (see ``run_paper_experiment``).
+@experiment("paper_mnist", PaperRun)
+def run_paper_experiment(config, progress=True, workers=None):
+    """Train both networks and evaluate them at the checkpoints (cached). ``config``: a ``PaperRun``, by
+    default the paper's setup (``PAPER``).
+
+    Returns a dict of numpy arrays: ``steps`` (C+1,), ``accuracy`` (C+1, 2) [baseline, BN],
+    ``percentiles`` (C+1, 2, 3, 100), ``baseline_parameters`` and ``bn_parameters`` (C+1, P) (flat, see
+    ``fast_trainer.parameter_views``), ``batch_mean`` / ``batch_var`` (steps, 3, 100) (biased), ``batch_size``,
+    and ``seconds`` the time it took (training and evaluation, both networks at once).
 
     With ``workers=2`` the two networks train in two processes at once, one each, and the baseline's
     process, done first, also evaluates most of the BN network's checkpoints; with 1, one after the other
@@ -205,9 +228,9 @@ def compute_paper_experiment(config, progress=True, workers=None):
     if workers == 2:
         handoff = process_context().Queue()
         tasks = [(train_and_evaluate, (batch_norm, config, handoff)) for batch_norm in (False, True)]
-        runs = run_in_processes(tasks, total=2 * config["steps"], desc="training both networks", progress=progress)
+        runs = run_in_processes(tasks, total=2 * config.steps, desc="training both networks", progress=progress)
     elif workers == 1:
-        with tqdm(total=2 * config["steps"], desc="training both networks", disable=not progress) as bar:
+        with tqdm(total=2 * config.steps, desc="training both networks", disable=not progress) as bar:
             runs = [train_and_evaluate(batch_norm, config, None, bar.update) for batch_norm in (False, True)]
     else:
         raise ValueError(f"workers must be 1 or 2 (one process per network); got {workers!r}")
@@ -217,25 +240,12 @@ def compute_paper_experiment(config, progress=True, workers=None):
         order = np.argsort(np.concatenate([batch_norm["evaluated"], baseline["bn_evaluated"]]))
         bn_accuracy, bn_percentiles = (np.concatenate([batch_norm[key], baseline[f"bn_{key}"]])[order]
                                        for key in ("accuracy", "percentiles"))
-    return {"steps": baseline["steps"], "batch_size": np.array(config["batch_size"]),
+    return {"steps": baseline["steps"], "batch_size": np.array(config.batch_size),
             "accuracy": np.stack([baseline["accuracy"], bn_accuracy], axis=1),
             "percentiles": np.stack([baseline["percentiles"], bn_percentiles], axis=1),
             "baseline_parameters": baseline["parameters"], "bn_parameters": batch_norm["parameters"],
             "batch_mean": batch_norm["batch_mean"], "batch_var": batch_norm["batch_var"],
             "seconds": np.array(time.perf_counter() - start)}
-
-
-def run_paper_experiment(progress=True, **overrides):
-    """Train both networks and evaluate them at the checkpoints (cached). Defaults: the paper's setup.
-
-    ``overrides`` may change ``steps``, ``batch_size``, ``lr``, ``init_std``, ``seed``, ``checkpoints``.
-    Returns a dict of numpy arrays: ``steps`` (C+1,), ``accuracy`` (C+1, 2) [baseline, BN],
-    ``percentiles`` (C+1, 2, 3, 100), ``baseline_parameters`` and ``bn_parameters`` (C+1, P) (flat, see
-    ``fast_trainer.parameter_views``), ``batch_mean`` / ``batch_var`` (steps, 3, 100) (biased), ``batch_size``,
-    and ``seconds`` the time it took (training and evaluation, both networks at once).
-    """
-    config = paper_config(**overrides)
-    return cached("paper_mnist", config, lambda: compute_paper_experiment(config, progress))
 
 
 def findings(result):
