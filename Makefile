@@ -58,7 +58,8 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(call install,-r requirements.txt)
 	touch $@
 
-# The course and the test tools in one pip run (which also installs what `make setup` does).
+# The course and the test tools in one pip run (the same packages as `make setup`, and the test tools).
+COURSE_AND_TESTS := -e ".[course,test]"
 $(VENV)/.installed-test: requirements.txt pyproject.toml
-	$(call install,-r requirements.txt -e ".[test]")
+	$(call install,$(COURSE_AND_TESTS))
 	touch $(VENV)/.installed $@
