@@ -1,21 +1,55 @@
 """What every exercise check shares: a verdict that prints when right and raises when not.
 
-A check is one call in the exercise's test cell, e.g. ``check_eval_mode(batch_norm_eval)``. A right answer
+A check is one call in the exercise's test cell, e.g. ``check_eval_forward(batch_norm_eval)``. A right answer
 prints one short line, "Correct. ..." (never the answer itself), and returns nothing. A wrong or missing
 answer raises ``NotYet`` with a hint that points at the mistake rather than the solution: raising is what
-lets nbgrader's autograder give the cell zero points, and what makes the learner's mistake impossible to
-miss. The check's own frames are hidden from the traceback, so the learner sees their cell and the hint.
+lets nbgrader's autograder give the cell zero points. In a notebook the learner sees the hint alone, in one or
+two lines, not a traceback through the check's code (IPython shows an exception through its
+``_render_traceback_``); the cell still fails.
+
+What makes a check trustworthy is shared here, so that every check gets it:
+
+- ``call`` runs the learner's function on copies of the check's data: an answer that edits its input in place
+  is refused by name, and cannot spoil the reference the check computes. A result holding NaN or inf is
+  refused (NaN never compares as close).
+- ``close`` and ``largest_difference`` compare arrays; NaN is never close and its difference is infinite.
+- ``one_layer`` refuses a composition (``nn.Sequential``, a function) where one layer of a kind was asked.
+- ``@check`` turns an exception the learner's answer provokes inside the check (a module without a weight, a
+  value of the wrong kind) into a hint instead of a traceback.
 """
 
+import copy
+import functools
 import math
+import traceback
+from pathlib import Path
 
 import numpy as np
+import torch
 
 UNANSWERED = "Fill in your answer first (it is still None)."
+NOT_WRITTEN = "Your function is not written yet: replace `raise NotImplementedError()` by its body."
+COURSE_CODE = Path(__file__).resolve().parents[1]  # bnlib/: frames there are the checks', not the learner's
 
 
 class NotYet(AssertionError):
     """An exercise's answer is not right yet; the message is the hint."""
+
+    def _render_traceback_(self):
+        """What IPython shows: the hint, and where the learner's own code failed if it raised."""
+        lines = [f"\x1b[1;31m{self}\x1b[0m"]
+        where = learner_line(self.__cause__)
+        return lines + ([where] if where else [])
+
+
+def learner_line(error):
+    """"In your code, line N: <source>" for the innermost frame of ``error`` outside the course's code, or ""."""
+    if error is None:
+        return ""
+    for frame in reversed(traceback.extract_tb(error.__traceback__)):
+        if not Path(frame.filename).resolve().is_relative_to(COURSE_CODE) and "site-packages" not in frame.filename:
+            return f"In your code, line {frame.lineno}: {(frame.line or '').strip()}"
+    return ""
 
 
 def passed(praise):
@@ -35,34 +69,125 @@ def verdict(correct, praise, hint):
     passed(praise) if correct else not_yet(hint)
 
 
-def run(function, *args, returns="the result"):
-    """``function(*args)``, the learner's function; one that is missing, raises or returns None is a
-    ``NotYet`` that says so (the learner's exception is chained, for its traceback). ``returns`` names
-    what it should return, for the hint."""
+def check(function):
+    """Decorator for a check: an exception that escapes it (other than ``NotYet``) was provoked by the answer,
+    which the check could not use; the learner gets that as a hint naming the exception, not a traceback."""
+
+    @functools.wraps(function)
+    def checked(*args, **kwargs):
+        __tracebackhide__ = True  # noqa: F841
+        try:
+            return function(*args, **kwargs)
+        except NotYet:
+            raise
+        except Exception as err:
+            raise NotYet(f"Not yet. The check could not use your answer: {type(err).__name__}: {err}. Compare what "
+                         f"your answer returns (its kind, shape and attributes) with what the exercise asks.") from err
+
+    return checked
+
+
+def snapshot(value):
+    """A copy of ``value`` to compare with later: arrays, tensors and modules (their state), or None."""
+    if isinstance(value, (np.ndarray, torch.Tensor)):
+        return value.copy() if isinstance(value, np.ndarray) else value.detach().clone()
+    if isinstance(value, torch.nn.Module):
+        return {name: tensor.detach().clone() for name, tensor in value.state_dict().items()}
+    return None
+
+
+def unchanged(value, before):
+    """Whether ``value`` still equals its ``snapshot``."""
+    if before is None:
+        return True
+    if isinstance(value, torch.nn.Module):
+        state = value.state_dict()
+        return state.keys() == before.keys() and all(torch.equal(state[k], before[k]) for k in before)
+    equal = np.array_equal if isinstance(value, np.ndarray) else torch.equal
+    return bool(equal(value if isinstance(value, np.ndarray) else value.detach(), before))
+
+
+def run(function, *args, returns="the result", may_change=()):
+    """``function(*args)``, the learner's function, on copies of ``args``. A function that is missing, raises,
+    returns None, or changes an argument in place (but those at the positions ``may_change``) is a ``NotYet``
+    that says so (the learner's exception is chained, for its traceback). ``returns`` names what it should
+    return, for the hint."""
     __tracebackhide__ = True  # noqa: F841
     if function is None:
         not_yet(UNANSWERED)
     if not callable(function):
         not_yet(f"Pass your function itself, not its result (got {type(function).__name__}).")
+    given = [arg if i in may_change else copy.deepcopy(arg) for i, arg in enumerate(args)]
+    before = [None if i in may_change else snapshot(arg) for i, arg in enumerate(given)]
     try:
-        value = function(*args)
+        value = function(*given)
     except NotImplementedError:
-        not_yet("Your function is not written yet: replace `raise NotImplementedError()` by its body.")
+        not_yet(NOT_WRITTEN)
+    except NotYet:
+        raise
     except Exception as err:  # the learner's code: turned into a hint, with their traceback chained
         raise NotYet(f"Not yet. Your function raised {type(err).__name__}: {err}") from err
+    for position, (arg, old) in enumerate(zip(given, before)):
+        if not unchanged(arg, old):
+            not_yet(f"Your function changed its argument {position + 1} ({type(arg).__name__}) in place. Leave the "
+                    f"inputs as they are: compute into new arrays (x = x - mean, not x -= mean; .copy() or .clone() "
+                    f"first if you must edit).")
     if value is None:
         not_yet(f"Your function returned None: finish it and return {returns}.")
     return value
 
 
-def call(function, *args):
-    """``run(function, *args)`` as a float64 array."""
+def as_array(value):
+    """``value`` (an array, a tensor, a number or a sequence of them) as a float64 array, or a ``NotYet``; NaN and
+    inf are refused."""
     __tracebackhide__ = True  # noqa: F841
-    value = run(function, *args)
     try:
-        return np.asarray(value.detach() if hasattr(value, "detach") else value, dtype=np.float64)
-    except (TypeError, ValueError):
-        not_yet(f"Your function must return an array of numbers, not {type(value).__name__}.")
+        if isinstance(value, (list, tuple)):
+            value = [item.detach() if isinstance(item, torch.Tensor) else item for item in value]
+        array = np.asarray(value.detach() if isinstance(value, torch.Tensor) else value, dtype=np.float64)
+    except (TypeError, ValueError, RuntimeError):
+        not_yet(f"Your function must return numbers (an array or a tensor), not {type(value).__name__}.")
+    if not np.isfinite(array).all():
+        bad = int((~np.isfinite(array)).sum())
+        not_yet(f"Your answer holds NaN or inf ({bad} of {array.size} values): a division by zero, the square root "
+                f"of a negative number, or an overflow?")
+    return array
+
+
+def call(function, *args, may_change=()):
+    """``run(function, *args)`` as a float64 array of finite numbers."""
+    __tracebackhide__ = True  # noqa: F841
+    return as_array(run(function, *args, may_change=may_change))
+
+
+def largest_difference(a, b):
+    """max |a - b| over every entry, infinite when the shapes differ or either holds NaN (never 0 for NaN)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        return math.inf
+    if a.size == 0:
+        return 0.0
+    difference = np.abs(a - b)
+    return math.inf if np.isnan(difference).any() else float(difference.max())
+
+
+def close(a, b, rtol=1e-9, atol=1e-12):
+    """Whether ``a`` and ``b`` have one shape and agree entry by entry within ``atol + rtol |b|``; NaN never does."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return a.shape == b.shape and bool(np.all(np.abs(a - b) <= atol + rtol * np.abs(b)))
+
+
+def one_layer(answer, kind, what):
+    """``answer`` must be one module of class ``kind`` (``nn.Linear``, ``nn.Conv2d``), not a composition that
+    computes the same function; ``what`` names it in the hint."""
+    __tracebackhide__ = True  # noqa: F841
+    if answer is None:
+        not_yet(f"Your function returned None: return {what}.")
+    if type(answer) is not kind:
+        not_yet(f"Return {what}: a single {kind.__module__.split('.')[0]}.nn.{kind.__name__}, not "
+                f"{type(answer).__name__} (a Sequential or a function computes the same thing in two steps, "
+                f"which is what folding removes).")
+    return answer
 
 
 def as_number(answer):
@@ -82,7 +207,7 @@ def check_value(answer, expected, praise, mistakes, hint, rel_tol=1e-6):
     __tracebackhide__ = True  # noqa: F841
     value = as_number(answer)
     if value is None:
-        not_yet(UNANSWERED if answer is None else f"The answer should be a single number (it is {answer!r}).")
+        not_yet(UNANSWERED if answer is None else f"The answer should be a single finite number (it is {answer!r}).")
     hint = next((text for mistake, text in mistakes if math.isclose(value, mistake, rel_tol=rel_tol)), hint)
     verdict(math.isclose(value, expected, rel_tol=rel_tol), praise, hint)
 
@@ -93,6 +218,6 @@ def check_choice(answer, expected, choices, praise, hint):
     __tracebackhide__ = True  # noqa: F841
     if answer is None:
         not_yet(UNANSWERED)
-    if answer not in choices:
+    if not isinstance(answer, str) or answer not in choices:
         not_yet(f"Answer with one of {', '.join(repr(choice) for choice in choices)} (got {answer!r}).")
     verdict(answer == (expected() if callable(expected) else expected), praise, hint)

@@ -1,0 +1,105 @@
+"""What every exercise check shares (``bnlib.course.checks``): NaN is never close, an answer that edits its input
+is refused and cannot spoil the reference, a composition is not one layer, an exception the answer provokes is a
+hint, and a learner sees the hint in one or two lines."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from exercise_checks import refused, stub
+from torch import nn
+
+from bnlib.course import checks
+from bnlib.course.checks import NotYet
+
+
+@pytest.mark.parametrize("a, b", [([1.0, np.nan], [1.0, 2.0]), ([np.nan], [np.nan]), ([1.0, 2.0], [1.0, np.nan])])
+def test_nan_is_never_close_and_its_difference_is_infinite(a, b):
+    assert not checks.close(a, b)
+    assert checks.largest_difference(a, b) == math.inf
+    assert max(0.0, float("nan")) == 0.0  # the trap a max over differences falls into
+
+
+def test_shapes_must_agree_and_differences_are_measured_entry_by_entry():
+    assert checks.close([1.0, 2.0], [1.0, 2.0 + 1e-13])
+    assert not checks.close([1.0, 2.0], [[1.0, 2.0]]) and checks.largest_difference([1.0], [1.0, 1.0]) == math.inf
+    assert checks.largest_difference([1.0, 2.0], [1.5, 2.0]) == 0.5
+    assert not checks.close([1.0], [1.1], rtol=0.01, atol=0.0) and checks.close([1.0], [1.1], rtol=0.1, atol=0.0)
+
+
+def test_an_answer_with_nan_or_inf_is_refused():
+    refused(lambda f: checks.call(f, np.ones(3)), lambda x: x * np.nan, "NaN or inf (3 of 3 values)")
+    refused(lambda f: checks.call(f, np.ones(3)), lambda x: np.sqrt(x - 2), "NaN or inf")
+    refused(lambda f: checks.call(f, np.ones(3)), lambda x: "three", "return numbers")
+
+
+@pytest.mark.parametrize("edit", [lambda x: x.__isub__(x.mean()), lambda x: x.fill(0.0) or x])
+def test_an_answer_that_edits_its_input_is_refused_and_the_checks_data_stays_intact(edit):
+    data = np.arange(4.0)
+    refused(lambda f: checks.call(f, data), edit, "changed its argument 1 (ndarray) in place")
+    assert data.tolist() == [0.0, 1.0, 2.0, 3.0]
+
+
+def test_tensors_and_modules_edited_in_place_are_refused_unless_allowed():
+    x, layer = torch.ones(3), nn.Linear(2, 2)
+    refused(lambda f: checks.call(f, x), lambda t: t.mul_(0), "changed its argument 1 (Tensor)")
+    refused(lambda f: checks.call(f, layer), zero_the_weight, "argument 1 (Linear)")
+    assert x.tolist() == [1.0, 1.0, 1.0] and layer.weight.abs().sum() > 0
+    checks.call(zero_the_weight, layer, may_change=(0,))  # recalibration edits its model
+    assert layer.weight.abs().sum() == 0
+
+
+def zero_the_weight(module):
+    module.weight.data.zero_()
+    return 1.0
+
+
+def test_missing_unwritten_raising_and_empty_answers_get_their_hint():
+    refused(lambda f: checks.call(f, 1.0), None, "still None")
+    refused(lambda f: checks.call(f, 1.0), stub, "not written yet")
+    refused(lambda f: checks.call(f, 1.0), 3.0, "not its result")
+    refused(lambda f: checks.call(f, 1.0), lambda x: None, "returned None")
+    with pytest.raises(NotYet, match="raised ZeroDivisionError") as refusal:
+        checks.call(lambda x: 1 / 0, 1.0)
+    assert isinstance(refusal.value.__cause__, ZeroDivisionError)
+
+
+def test_a_composition_is_not_one_layer():
+    linear = nn.Linear(2, 2)
+    assert checks.one_layer(linear, nn.Linear, "the folded Linear") is linear
+    refused(lambda answer: checks.one_layer(answer, nn.Linear, "the folded Linear"),
+            nn.Sequential(linear, nn.BatchNorm1d(2)), "not Sequential")
+    refused(lambda answer: checks.one_layer(answer, nn.Linear, "the folded Linear"), lambda x: x, "not function")
+    refused(lambda answer: checks.one_layer(answer, nn.Conv2d, "the folded conv"), nn.Conv1d(1, 1, 1), "Conv2d")
+
+
+def test_an_exception_the_answer_provokes_in_a_check_is_a_hint():
+    @checks.check
+    def check_weight(module):
+        return module.weight.grad.sum()  # a module without weight: AttributeError; a None grad: AttributeError
+
+    refused(check_weight, nn.Identity(), "could not use your answer: AttributeError")
+    with pytest.raises(NotYet, match="already a hint"):
+        checks.check(lambda: checks.not_yet("already a hint"))()
+
+
+def test_the_learner_sees_the_hint_and_the_line_of_their_code_that_failed():
+    def learners_function(x):
+        return x.no_such_method()
+
+    with pytest.raises(NotYet) as refusal:
+        checks.call(learners_function, np.ones(2))
+    lines = refusal.value._render_traceback_()
+    assert len(lines) == 2 and "Not yet. Your function raised AttributeError" in lines[0]
+    assert lines[1].startswith("In your code, line") and "x.no_such_method()" in lines[1]
+    with pytest.raises(NotYet) as refusal:
+        checks.not_yet("a hint")
+    assert refusal.value._render_traceback_() == ["\x1b[1;31mNot yet. a hint\x1b[0m"]
+
+
+def test_a_prediction_must_be_one_of_the_choices_and_a_value_a_finite_number():
+    refused(lambda answer: checks.check_choice(answer, "more", ("more", "less"), "", "hint"), ["more"], "one of")
+    refused(lambda answer: checks.check_value(answer, 1.0, "", [], "hint"), float("nan"), "single finite number")
+    refused(lambda answer: checks.check_value(answer, 1.0, "", [(2.0, "the mistake")], "hint"), 2.0, "the mistake")
+    checks.check_value(1.0 + 1e-9, 1.0, "praise", [], "hint")
