@@ -1,11 +1,12 @@
 """Every notebook through nbgrader, end to end, which is also the test that it runs top to bottom.
 
 For each course notebook, an nbgrader course folder of its own: the student version keeps no solution and
-shows its stubs; the course notebook itself, submitted as the solutions, autogrades to full marks, and
-nbgrader's run of it (a fresh kernel, top to bottom) leaves no error output and no cell unrun. A blank
-submission autogrades to zero points, every check failing on its stub. The blank one is the student version
-cut down to its exercises and the cells they need: running the rest again would test nothing more. Separate
-folders let both test workers grade at once."""
+shows its stubs; the instructor's version (``classroom.solved``: the folded solutions put back), submitted as
+the solutions, autogrades to full marks, and nbgrader's run of it (a fresh kernel, top to bottom) leaves no
+error output and no cell unrun. The course notebook itself, as a learner finds it, submitted blank,
+autogrades to zero points, every check failing on its stub: a learner who runs every cell finds the exercises
+open. The blank one is cut down to its exercises and the cells they need: running the rest again would test
+nothing more. Separate folders let both test workers grade at once."""
 
 import shutil
 import sqlite3
@@ -29,11 +30,11 @@ NOTEBOOKS = classroom.course_notebooks()
 BLANK_ANSWERS = ("is not written yet", checks.UNANSWERED)  # how a check greets a stub
 
 
-def exercises_only(released, destination):
-    """The student version ``released`` without the code cells its exercises do not need: it keeps every
-    nbgrader cell (stubs and checks), the set-up and each earlier code cell that binds a name a kept cell
-    uses (``notebook_slice.needed_cells``)."""
-    notebook = nbformat.read(released, 4)
+def exercises_only(course_notebook, destination):
+    """The course notebook without the code cells its exercises do not need: it keeps every nbgrader cell
+    (stubs and checks), the set-up and each earlier code cell that binds a name a kept cell uses
+    (``notebook_slice.needed_cells``)."""
+    notebook = nbformat.read(course_notebook, 4)
     code = [index for index, cell in enumerate(notebook.cells) if cell.cell_type == "code"]
     exercises = {k for k, index in enumerate(code) if notebook.cells[index].metadata.get("nbgrader")}
     kept = {code[k] for k in needed_cells([notebook.cells[index].source for index in code], exercises)}
@@ -47,8 +48,7 @@ def graded(notebook, root):
     assignment = classroom.assignment_of(notebook)
     for student in ("blank", "solutions"):
         (root / "submitted" / student / assignment).mkdir(parents=True)
-    exercises_only(root / "release" / assignment / notebook.name,
-                   root / "submitted" / "blank" / assignment / notebook.name)
+    exercises_only(notebook, root / "submitted" / "blank" / assignment / notebook.name)
     shutil.copy2(root / "source" / assignment / notebook.name, root / "submitted" / "solutions" / assignment)
     for student in ("blank", "solutions"):
         classroom.nbgrader("autograde", assignment, root, student)
@@ -64,10 +64,11 @@ def test_nbgrader_gives_blank_zero_and_the_course_notebook_full_marks_running_it
     assignment = classroom.assignment_of(notebook)
     released = nbformat.read(root / "release" / assignment / notebook.name, 4)
     solutions = [cell for cell in released.cells if cell.metadata.get("nbgrader", {}).get("solution")]
-    assert solutions, f"{notebook.name}: no exercise"
-    for cell in solutions:
+    stubs = [cell for cell in nbformat.read(notebook, 4).cells if cell.metadata.get("nbgrader", {}).get("solution")]
+    assert solutions and len(solutions) == len(stubs), f"{notebook.name}: no exercise, or one lost"
+    for cell, stub in zip(solutions, stubs):  # nbgrader's student version is the learner's cell of the course
         assert "BEGIN SOLUTION" not in cell.source and "raise NotImplementedError()" in cell.source
-        assert not cell.metadata.get("jupyter", {}).get("source_hidden")
+        assert cell.source.startswith(stub.source) and not any(classroom.folded_solution(c) for c in released.cells)
 
     scores = graded(notebook, root)
 

@@ -2,22 +2,29 @@
 where to type and what is graded:
 
 1. a markdown cell whose heading is ``### Exercise k (code): ...`` or ``### Exercise k (predict): ...``;
-2. the nbgrader solution cell: the answer between ``### BEGIN SOLUTION`` and ``### END SOLUTION``, collapsed
-   in the course notebook, no output, a unique ``grade_id``, names of its own (no other exercise reuses them);
-3. the nbgrader test cell right after it: locked, autograded, worth points, one call of a check from
-   the chapter's ``exercises`` module that prints one line and returns nothing.
+2. the learner's cell (an nbgrader solution cell): a stub, a function whose body is ``# YOUR CODE HERE`` and
+   ``raise NotImplementedError()``, or a prediction ``name = None  # the choices``; nothing hidden, no output,
+   a unique ``grade_id``, names of its own (no other exercise reuses them);
+3. the nbgrader test cell right after it: locked, autograded, worth points, one call of a check from the
+   chapter's ``exercises`` module that prints one line and returns nothing;
+4. the solution, folded in a markdown ``<details>`` block: one click away, and never run by "Run All", so a
+   learner who runs every cell finds the exercises open. ``classroom.solved`` puts it back into the learner's
+   cell for nbgrader.
 
 At least two exercises per notebook write code (a function, a class or a few lines a check runs against a
 reference); the others are predictions checked against the notebook's own run. The checks themselves are
-tested in each chapter's tests; here, that a blank answer is refused and the solution accepted.
+tested in each chapter's tests; here, that the layout holds (tests/test_classroom.py grades the notebooks).
 """
 
 import ast
+import json
 import re
 from pathlib import Path
 
 import nbformat
 import pytest
+
+from bnlib.course import classroom
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 HEADING = re.compile(r"^### Exercise (\d+) \((code|predict)\): \S", re.M)
@@ -61,17 +68,25 @@ def test_three_to_five_exercises_two_of_them_code(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_each_exercise_is_a_solution_cell_then_a_locked_graded_check(path):
+def test_each_exercise_is_a_stub_then_a_locked_graded_check_then_the_folded_solution(path):
     notebook = nbformat.read(path, as_version=4)
     chapter = f"ch{path.name[:2]}-"
-    names = []
+    names, solved = [], iter(nbformat.from_dict(classroom.solved(json.loads(path.read_text()))).cells)
     for kind, task, solution, test in exercises(notebook):
         where = f"{path.name}, {task.source.splitlines()[0]}"
         meta = nbgrader(solution)
         assert solution.cell_type == "code" and meta.get("grade") is False and meta.get("locked") is False, where
-        assert "### BEGIN SOLUTION" in solution.source and "### END SOLUTION" in solution.source, where
-        assert solution.metadata.get("jupyter", {}).get("source_hidden") is True, f"{where}: solution not collapsed"
+        assert "SOLUTION" not in solution.source and not solution.metadata.get("jupyter"), f"{where}: not a stub"
+        if kind == "code":
+            assert solution.source.endswith("# YOUR CODE HERE\n    raise NotImplementedError()") or \
+                solution.source.endswith("# YOUR CODE HERE\n        raise NotImplementedError()"), where
+        else:
+            assert re.fullmatch(r"\w+ = None  # .+", solution.source), f"{where}: a prediction starts as None"
         assert test is not None and test.cell_type == "code", f"{where}: no test cell after the solution"
+        after = notebook.cells[notebook.cells.index(test) + 1]
+        assert classroom.folded_solution(after), f"{where}: the folded solution does not follow the check"
+        instructor = next(cell for cell in solved if nbgrader(cell).get("grade_id") == meta["grade_id"])
+        assert "### BEGIN SOLUTION" in instructor.source and "### END SOLUTION" in instructor.source, where
         graded = nbgrader(test)
         assert graded.get("grade") is True and graded.get("locked") is True and graded.get("points", 0) > 0, where
         assert not graded.get("solution"), where
@@ -81,7 +96,7 @@ def test_each_exercise_is_a_solution_cell_then_a_locked_graded_check(path):
         assert len(call) == 1 and isinstance(call[0], ast.Expr) and isinstance(call[0].value, ast.Call), \
             f"{where}: the test cell must be one call of a check"
         assert "check" in ast.unparse(call[0].value.func), f"{where}: the test cell must call a check_* function"
-        names.append(defined_names(solution.source.replace("### BEGIN SOLUTION", "").replace("### END SOLUTION", "")))
+        names.append(defined_names(instructor.source.replace("### BEGIN SOLUTION", "").replace("### END SOLUTION", "")))
     ids = [nbgrader(cell)["grade_id"] for cell in notebook.cells if nbgrader(cell)]
     assert len(ids) == len(set(ids)), f"{path.name}: grade_ids repeat: {ids}"
     for i, mine in enumerate(names):

@@ -1,20 +1,25 @@
 """The exercises for a classroom (nbgrader) and for a learner on their own.
 
-Every notebook's exercises are nbgrader cells: a solution cell, whose answer sits between
-``### BEGIN SOLUTION`` and ``### END SOLUTION`` (collapsed in the course notebook), then a locked,
-autograded test cell worth some points that calls the exercise's check. From the course notebooks:
+In a course notebook each exercise is three cells: the learner's cell (an nbgrader solution cell holding
+the stub: a function that raises ``NotImplementedError``, or a prediction ``= None``), a locked, autograded
+check cell worth some points, and the solution, folded in a markdown ``<details>`` block. So a learner who
+runs every cell finds the exercises open, and the solution is one click away. ``solved(notebook)`` is the
+instructor's version nbgrader expects: the solution put back into the learner's cell between
+``### BEGIN SOLUTION`` and ``### END SOLUTION``, the folded copy dropped. From the course notebooks:
 
 - ``python -m bnlib.course.classroom assignments`` (``make assignments``) builds an nbgrader course folder,
-  ``build/classroom/``: ``source/chNN/`` holds each notebook as it is, ``release/chNN/`` the student
-  version that nbgrader's ``generate_assignment`` makes of it (solutions replaced by a stub), and
-  ``nbgrader_config.py``. From there an instructor collects and autogrades with nbgrader as usual.
+  ``build/classroom/``: ``source/chNN/`` holds each notebook's instructor version, ``release/chNN/`` the
+  student version that nbgrader's ``generate_assignment`` makes of it, and ``nbgrader_config.py``. From there
+  an instructor collects and autogrades with nbgrader as usual.
 - ``python -m bnlib.course.classroom exercises`` (``make exercises``) gives a learner the student versions
-  in ``build/exercises/``, to work in, while the solutions stay in the course notebooks. A file already
-  there is never overwritten: your work stays yours.
+  in ``build/exercises/``, to work in without the solutions in view. A file already there is never
+  overwritten: your work stays yours.
 """
 
 import argparse
+import copy
 import json
+import re
 import shutil
 import sys
 import warnings
@@ -39,6 +44,54 @@ def assignment_of(notebook):
 
 def course_notebooks():
     return sorted((project_root() / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+STUB = "# YOUR CODE HERE"
+FOLDED = re.compile(r"\A<details><summary>Solution[^<]*</summary>\n\n```python\n(.*)\n```\n\n</details>\Z", re.S)
+
+
+def source(cell):
+    return "".join(cell["source"])
+
+
+def folded_solution(cell):
+    """The code of a folded solution cell (markdown ``<details>``), or None for any other cell."""
+    match = FOLDED.match(source(cell)) if cell["cell_type"] == "markdown" else None
+    return match.group(1) if match else None
+
+
+def with_solution(stub, solution):
+    """The learner's cell ``stub`` with ``solution`` put in between nbgrader's markers: a function's body
+    replaces the stub's ``# YOUR CODE HERE`` and ``raise NotImplementedError()`` (the lines before them, its
+    signature, are the solution's first lines too); a prediction's answer follows the stub's line."""
+    lines, answer = stub.split("\n"), solution.split("\n")
+    at = next((i for i, line in enumerate(lines) if line.strip() == STUB), None)
+    if at is None:  # a prediction: name = None  # the choices
+        return "\n".join([*lines, BEGIN, *answer, END])
+    indent, before = lines[at][: len(lines[at]) - len(lines[at].lstrip())], lines[:at]
+    if answer[:len(before)] != before:
+        raise ValueError(f"the folded solution must start with the learner's cell up to {STUB!r}: {before}")
+    return "\n".join([*before, indent + BEGIN, *answer[len(before):], indent + END])
+
+
+def solved(notebook):
+    """The instructor's version of a course notebook (a dict as in the .ipynb file): each learner's cell holds
+    the solution between nbgrader's markers, and the folded solutions are gone."""
+    notebook = copy.deepcopy(notebook)
+    cells, kept = notebook["cells"], []
+    for index, cell in enumerate(cells):
+        if folded_solution(cell) is not None:
+            continue
+        if cell["metadata"].get("nbgrader", {}).get("solution") and cell["cell_type"] == "code":
+            answer = next((folded_solution(c) for c in cells[index + 1:index + 3] if folded_solution(c)), None)
+            if answer is None:
+                raise ValueError(f"exercise cell {cell['metadata']['nbgrader']['grade_id']}: no folded solution "
+                                 f"follows its check cell")
+            cell = {**cell, "source": with_solution(source(cell), answer)}
+        kept.append(cell)
+    notebook["cells"] = kept
+    return notebook
 
 
 @lru_cache(maxsize=1)
@@ -84,23 +137,20 @@ def nbgrader(command, assignment, root, student=None):
 
 
 def build_classroom(root, notebooks=None):
-    """The nbgrader course folder at ``root``: every notebook in ``source/chNN/``, its student version in
-    ``release/chNN/``. Rebuilding replaces ``source`` and ``release`` (copies of the course, nothing of a
-    student's: submissions live in ``submitted/``, which is left alone). Returns ``root``."""
+    """The nbgrader course folder at ``root``: every notebook's instructor version (``solved``) in
+    ``source/chNN/``, its student version in ``release/chNN/``. Rebuilding replaces ``source`` and ``release``
+    (made from the course, nothing of a student's: submissions live in ``submitted/``, which is left alone).
+    Returns ``root``."""
     root = Path(root).resolve()
     root.mkdir(parents=True, exist_ok=True)
     (root / "nbgrader_config.py").write_text(CONFIG.format(root=str(root)))
     for notebook in notebooks or course_notebooks():
         folder = root / "source" / assignment_of(notebook)
         folder.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(notebook, folder / Path(notebook).name)
+        instructor = solved(json.loads(Path(notebook).read_text()))
+        (folder / Path(notebook).name).write_text(json.dumps(instructor, indent=1, ensure_ascii=False) + "\n")
     for assignment in sorted(path.name for path in (root / "source").iterdir()):
         nbgrader("generate_assignment", assignment, root)
-    for released in (root / "release").glob("ch*/*.ipynb"):  # the solutions are collapsed; the stubs must not be
-        notebook = json.loads(released.read_text())
-        for cell in notebook["cells"]:
-            cell["metadata"].get("jupyter", {}).pop("source_hidden", None)
-        released.write_text(json.dumps(notebook, indent=1, ensure_ascii=False) + "\n")
     return root
 
 
@@ -129,7 +179,8 @@ def main(argv=None):
         print(f"nbgrader course folder: {root} (source/ with solutions, release/ for the students)")
     else:
         give_exercises(root, build / "exercises")
-        print(f"Your exercises: {build / 'exercises'}; the solutions are in the course notebooks (collapsed cells).")
+        print(f"Your exercises: {build / 'exercises'}; the solutions are in the course notebooks, folded under "
+              f"each check.")
     return 0
 
 
