@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: figures test test-fast lab app html assignments exercises data setup setup-test
+.PHONY: figures test test-fast lab lab-instructor app html assignments exercises data setup setup-test
 
 figures: data
 	$(PY) -m bnlib.figures
@@ -15,7 +15,13 @@ test: setup-test data
 test-fast: setup-test
 	$(PY) -m pytest -n 2 -m "not slow"
 
+# JupyterLab for a learner: nbgrader's instructor tools (Validate, Create Assignment, the Nbgrader menu) are
+# switched off through config/learner; lab-instructor keeps them.
 lab: data
+	JUPYTER_CONFIG_PATH=$(CURDIR)/config/learner $(VENV)/bin/jupyter lab --ServerApp.root_dir=. \
+		notebooks/01_input_normalization.ipynb
+
+lab-instructor: data
 	$(VENV)/bin/jupyter lab --ServerApp.root_dir=. notebooks/01_input_normalization.ipynb
 
 # The classroom app: every explorer, chapter by chapter, no code. What is slow the first time is computed
