@@ -89,17 +89,22 @@ def explorer_slice(cells):
     """The code cells (sources) that building a notebook's explorers needs, in order: the set-up, every cell
     that calls an explorer, and every earlier cell that binds a name a kept cell uses
     (``notebook_slice.needed_cells``). What the chapter computes only to print or plot is left out."""
+    return [cells[index] for index in explorer_cells(cells)]
+
+
+def explorer_cells(cells):
+    """The indices of ``explorer_slice``'s cells among ``cells``."""
     aliases = {}
     calls = {index for index, source in enumerate(cells) if explorer_calls(python_of(source), aliases)}
-    return [cells[index] for index in needed_cells(cells, calls)]
+    return needed_cells(cells, calls)
 
 
 def write_explorer_notebook(notebook, destination):
     """``notebook`` reduced to ``explorer_slice`` of its code cells, written to ``destination``."""
     content = json.loads(Path(notebook).read_text())
-    sources = ["".join(cell["source"]) for cell in content["cells"] if cell["cell_type"] == "code"]
-    content["cells"] = [{"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
-                         "source": source} for source in explorer_slice(sources)]
+    code = [cell for cell in content["cells"] if cell["cell_type"] == "code"]
+    kept = explorer_cells(["".join(cell["source"]) for cell in code])
+    content["cells"] = [code[index] for index in kept]  # with their ids, and no output (the notebooks have none)
     Path(destination).write_text(json.dumps(content, indent=1))
     return destination
 

@@ -1,7 +1,9 @@
 """Every notebook is committed clean, and the chapters are numbered in order, each listed in the README.
 (Each runs top to bottom in a fresh kernel in tests/test_classroom.py, where nbgrader grades it.)"""
 
+import platform
 import re
+import sys
 from pathlib import Path
 
 import nbformat
@@ -28,3 +30,23 @@ def test_notebook_is_committed_without_outputs(path):
     dirty = [i for i, cell in enumerate(notebook.cells)
              if cell.cell_type == "code" and (cell.outputs or cell.execution_count)]
     assert not dirty, f"{path.name}: cells {dirty} hold outputs; clear them before committing"
+
+
+# What JupyterLab writes into a notebook when its kernel (the course's python3, ipykernel) connects: a notebook
+# committed with anything else is marked modified as soon as it is opened, and autosave rewrites it.
+KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+LANGUAGE_INFO = {"codemirror_mode": {"name": "ipython", "version": 3}, "file_extension": ".py",
+                 "mimetype": "text/x-python", "name": "python", "nbconvert_exporter": "python",
+                 "pygments_lexer": "ipython3"}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_carries_the_metadata_jupyterlab_writes(path):
+    notebook = nbformat.read(path, as_version=4)
+    assert (notebook.nbformat, notebook.nbformat_minor) == (4, 5) and all("id" in cell for cell in notebook.cells)
+    assert notebook.metadata.get("kernelspec") == KERNELSPEC, notebook.metadata.get("kernelspec")
+    info = dict(notebook.metadata.get("language_info", {}))
+    version = info.pop("version", "")
+    assert info == LANGUAGE_INFO, info
+    assert version.startswith(f"{sys.version_info.major}.{sys.version_info.minor}."), \
+        f"{path.name}: language_info.version {version!r}, the kernel runs {platform.python_version()}"

@@ -176,6 +176,8 @@ def test_explorers_fit_and_respond_in_jupyterlab(notebook, lab, lab_page, course
             page.wait_for_selector(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell", timeout=60_000)
             assert page.evaluate("() => window.jupyterapp.shell.currentWidget.context.path") == path
             wait_for(lambda: kernel_idle(lab, path), 120, lambda: f"{path}: the kernel never became idle")
+            assert not page.evaluate("() => window.jupyterapp.shell.currentWidget.context.model.dirty"), \
+                f"{path}: opening it marked it modified (its metadata is not what JupyterLab writes)"
 
             outcome = run_all(page, RUN_TIMEOUT)
             assert outcome == {"command": "done", "unrun": [], "errors": []}, f"{path}: Run All: {outcome}"
