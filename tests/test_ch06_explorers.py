@@ -45,6 +45,16 @@ def test_every_momentum_control_changes_the_readout_and_the_plot(momentum, name,
     assert_control_changes_readout_and_plot(momentum, name, value)
 
 
+@pytest.mark.parametrize("name, value", [("momentum", 0.02), ("unit", 5)])
+def test_the_readouts_headline_changes_with_every_control(momentum, name, value):
+    """The headline (the bold part, up to the first "; ") leads with what the control changed."""
+    momentum.controls["momentum"].value = 0.1
+    momentum.controls["unit"].value = 0
+    headline = momentum.text.partition("; ")[0]
+    momentum.controls[name].value = value
+    assert momentum.text.partition("; ")[0] != headline, momentum.text
+
+
 def test_moving_the_momentum_keeps_the_axes_and_draws_the_whole_figure(momentum):
     """Only the curves are redrawn when the momentum moves (over a cached background): the axes must stay
     put, and the picture must be the figure's full drawing, but for the pixels where a curve starts or

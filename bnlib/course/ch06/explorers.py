@@ -86,15 +86,17 @@ class MomentumReplay:
 
 
 def momentum_readout(replay, momentum, unit, running_mean, running_var, accuracy):
-    """At EARLY_STEP first: how far the running means are from Algorithm 2's, and the accuracy with each;
-    then the same distance averaged over training, the final accuracies and the unit's statistics."""
+    """At EARLY_STEP first, a headline that both controls change: how far the running means are from
+    Algorithm 2's (all units, and the chosen unit's), and the accuracy with each; then the same distance
+    averaged over training, the final accuracies and the unit's statistics at the end."""
     picked_steps = replay.steps[replay.picked]
     at = min(int(np.searchsorted(picked_steps, EARLY_STEP)), len(picked_steps) - 1)  # the first picked from there
     ours, theirs = accuracy[at], replay.population_accuracy[at]
     error = replay.mean_error(running_mean).mean(axis=(1, 2))  # over the units of all three BN layers
     return "; ".join([
-        (f"step {picked_steps[at]:,}: running means off by {error[at]:.2g} σ, accuracy {ours:.1%} against "
-         f"{theirs:.1%} with Algorithm 2's statistics ({100 * (ours - theirs):+.1f} points)"),
+        (f"step {picked_steps[at]:,}: running means off by {error[at]:.2g} σ (unit {unit}: "
+         f"{running_mean[at, LAYER, unit]:.3g} against {replay.population_mean[at, LAYER, unit]:.3g}), accuracy "
+         f"{ours:.1%} against {theirs:.1%} with Algorithm 2's statistics ({100 * (ours - theirs):+.1f} points)"),
         f"over training: off by {error[1:].mean():.2g} σ on average",
         f"final accuracy {accuracy[-1]:.1%} against {replay.population_accuracy[-1]:.1%}",
         (f"unit {unit} at the end: running mean {running_mean[-1, LAYER, unit]:.3g}, variance "
