@@ -5,11 +5,11 @@ training step, (b) without BN and (c) with BN the 15th, 50th and 85th percentile
 last-hidden-layer unit's sigmoid input over the test set.
 """
 
-import numpy as np
 from matplotlib.figure import Figure
 
 from bnlib.course.ch06.paper import PAPER, findings, run_paper_experiment
 from bnlib.course.plots import COLORS, LABELS, accuracy_curves, percentile_bands
+from bnlib.course.tables import table
 
 
 def figure1(result, facts):
@@ -55,7 +55,6 @@ FIGURES = {"mnist_fig1": make_mnist_fig1}
 
 
 def checkpoint_table(result, every=10):
-    """Rows (step, baseline accuracy, BN accuracy) every ``every`` checkpoints, for a quick printed look."""
-    rows = np.column_stack([result["steps"], result["accuracy"]])[::every]
-    return "\n".join(f"step {int(step):>6}: accuracy without BN {base:.4f}, with BN {bn:.4f}"
-                     for step, base, bn in rows)
+    """Test accuracy of both networks every ``every`` checkpoints, as a table for a quick printed look."""
+    rows = [(int(step), base, bn) for step, (base, bn) in zip(result["steps"], result["accuracy"])][::every]
+    return table(["step", "accuracy without BN", "with BN"], rows, [",", ".4f", ".4f"])
