@@ -42,11 +42,14 @@ def paper_run():
     return run_paper_experiment()
 
 
+FIGURE_1_WIDTH = 680  # CSS px: Figure 1 and the whole momentum explorer under it fit the first 1280 x 800 screen
+
+
 def figure_1():
     from bnlib.course.ch06.figures import figure1
     from bnlib.course.ch06.paper import findings
 
-    return figure_image(figure1(paper_run(), findings(paper_run()))[0])
+    return figure_image(figure1(paper_run(), findings(paper_run()))[0], width=FIGURE_1_WIDTH)
 
 
 # (chapter, caption, build): one line per figure or explorer, in the order they show.

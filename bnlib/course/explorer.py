@@ -63,10 +63,12 @@ def css_size(figure):
     return round(width * CSS_DPI), round(height * CSS_DPI)
 
 
-def figure_image(figure):
-    """A static figure as an image widget, shown like an explorer's plot (``CSS_DPI``, sharp, never stretched)."""
+def figure_image(figure, width=None):
+    """A static figure as an image widget, shown like an explorer's plot (``CSS_DPI``, sharp, never stretched),
+    or ``width`` CSS px wide (still drawn with at least ``PIXEL_RATIO`` pixels per CSS px when smaller)."""
+    width = min(width or css_size(figure)[0], css_size(figure)[0])
     image = widgets.Image(value=render_png(figure), format="png", layout=widgets.Layout(
-        width=f"{css_size(figure)[0]}px", max_width="100%", height="auto"))
+        width=f"{width}px", max_width="100%", height="auto"))
     image.add_class("bn-figure")
     return image
 

@@ -118,9 +118,9 @@ def momentum_explorer(result=None, momentum=0.1, unit=0):
         replay = MomentumReplay(result, *load_mnist(train=False))
     steps, picked_steps = replay.steps, replay.steps[replay.picked]
     trace_steps = np.arange(0, len(replay.batch_mean) + 1, TRACE_EVERY)
-    figure = Figure(figsize=(8.2, 4.4), dpi=RENDER_DPI)
+    figure = Figure(figsize=(8.2, 3.6), dpi=RENDER_DPI)  # under Figure 1 on the app's first screen
     canvas = FigureCanvasAgg(figure)
-    figure.subplots_adjust(left=0.085, right=0.98, bottom=0.11, top=0.92, wspace=0.3, hspace=0.12)
+    figure.subplots_adjust(left=0.085, right=0.98, bottom=0.13, top=0.91, wspace=0.3, hspace=0.14)
     grid = figure.add_gridspec(2, 2)
     axes = [figure.add_subplot(grid[0, 0]), figure.add_subplot(grid[1, 0]), figure.add_subplot(grid[:, 1])]
     axes[0].sharex(axes[1])
