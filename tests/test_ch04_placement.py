@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from torch import nn
 
-from bnlib.course.ch04.placement import ACTIVATIONS, PLACEMENTS, placement_experiment, placement_mlp, placement_summary
+from bnlib.course.ch04.placement import (ACTIVATIONS, CONFIG, PLACEMENTS, PlacementRun, placement_experiment,
+                                        placement_mlp, placement_summary)
 from bnlib.layers import BatchNorm1d
 
 pytestmark = pytest.mark.slow  # computes experiments on real MNIST (cached afterwards)
@@ -60,5 +61,20 @@ def test_figure_plots_the_cached_results(results):
     assert {"bn_placement", "bn_scale_invariance", "bn_forward_stages", "bn_batch_dependence"} <= set(all_figures())
     _, data = placement_figure()
     accuracy = data["sigmoid/after/test_accuracy"]
-    assert len(data["eval_steps"]) == len(accuracy) and data["eval_steps"][-1] == data["config"]["steps"]
+    assert len(data["eval_steps"]) == len(accuracy) and data["eval_steps"][-1] == data["config"].steps
     np.testing.assert_allclose(accuracy, results["sigmoid/after/test_accuracy"].mean(axis=0))
+
+
+def test_bad_settings_are_refused_clearly():
+    with pytest.raises(TypeError, match="learning_rate"):
+        CONFIG.replace(learning_rate=0.1)
+    with pytest.raises(TypeError, match="PlacementRun"):
+        placement_experiment({"steps": 50})
+    with pytest.raises(ValueError, match="MNIST's training set"):
+        PlacementRun(train_examples=100_000)
+    with pytest.raises(ValueError, match="at least 2"):
+        CONFIG.replace(batch_size=1)
+    with pytest.raises(ValueError, match="measured at least once"):
+        CONFIG.replace(steps=40)
+    with pytest.raises(ValueError, match="at least one seed"):
+        CONFIG.replace(seeds=())

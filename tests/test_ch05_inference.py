@@ -11,8 +11,9 @@ import torch
 from torch import nn
 
 import bnlib
-from bnlib.course.ch05.inference import (FORGOTTEN_EVAL_BATCH_SIZES, accuracy_by_statistics, mnist_run, model_from_run,
-                                         probabilities_with_companions, replayed_running_statistics, statistics_gap)
+from bnlib.course.ch05.inference import (FORGOTTEN_EVAL_BATCH_SIZES, RUN, MnistRun, accuracy_by_statistics, mnist_run,
+                                         model_from_run, probabilities_with_companions, replayed_running_statistics,
+                                         statistics_gap)
 from bnlib.course.data import load_mnist
 from bnlib.course.training import accuracy, consecutive_batches, small_model_settings
 from bnlib.running_stats import batch_norm_layers, recompute_population_statistics
@@ -199,3 +200,17 @@ def test_the_keras_mistake_costs_accuracy(by_statistics):
     mistake, gap = by_statistics["EMA, momentum 0.99"]
     assert mistake < by_statistics["EMA, momentum 0.1"][0]
     assert gap > by_statistics["EMA, momentum 0.1"][1]
+
+
+def test_bad_settings_are_refused_clearly():
+    with pytest.raises(TypeError, match="learning_rate"):
+        RUN.replace(learning_rate=0.1)
+    with pytest.raises(TypeError, match="MnistRun"):
+        mnist_run({"steps": 100})
+    with pytest.raises(ValueError, match="at least 2"):
+        RUN.replace(batch_size=1)
+    with pytest.raises(ValueError, match="steps must be at least 1"):
+        MnistRun(steps=0)
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        RUN.replace(momentum=1.5)
+    assert RUN.replace(momentum=None).momentum is None  # the cumulative average is a momentum too

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from bnlib.course.ch07.batch_composition import (class_sorted_test_batches, composition_figure, discriminator_batches,
-                                                 gan_discriminator, real_and_fake, sorted_batches, sorted_vs_shuffled,
-                                                 statistic_gap, train_eval_gaps)
+from bnlib.course.ch07.batch_composition import (GAN_CONFIG, GanRun, class_sorted_test_batches, composition_figure,
+                                                 discriminator_batches, gan_discriminator, real_and_fake,
+                                                 sorted_batches, sorted_vs_shuffled, statistic_gap, train_eval_gaps)
 from bnlib.course.ch07.network import chapter_mlp
 from bnlib.course.training import mnist, random_batches, train_mlp
 
@@ -90,3 +90,16 @@ def test_figure_plots_the_rows(rows):
     assert data == rows
     assert sorted_vs_shuffled()["eval_accuracy"][0] == pytest.approx(rows["sorted by class"]["eval_mode"])
     assert gan_discriminator()["eval_accuracy"][1] == pytest.approx(rows["GAN: mixed 50/50"]["eval_mode"])
+
+
+def test_bad_settings_are_refused_clearly():
+    with pytest.raises(TypeError, match="batch_size"):
+        GAN_CONFIG.replace(batch_size=64)  # the discriminator's batches are two halves: half_batch
+    with pytest.raises(TypeError, match="SortedRun"):
+        sorted_vs_shuffled(GAN_CONFIG)
+    with pytest.raises(ValueError, match="different MNIST training digits"):
+        GanRun(train_per_kind=30_000)
+    with pytest.raises(ValueError, match="half_batch must be at least 2"):
+        GAN_CONFIG.replace(half_batch=1)
+    with pytest.raises(ValueError, match="to test on whole batches"):
+        GanRun(held_out_per_kind=16)

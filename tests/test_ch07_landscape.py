@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from bnlib.course.ch07.landscape import (LANDSCAPE_CONFIG, MAX_LR_CONFIG, NOISY_CONFIG, SHIFT_CONFIG,
-                                         NoisyBatchNorm1d, distribution_movement, gradient_shift,
+from bnlib.course.ch07.landscape import (LANDSCAPE_CONFIG, MAX_LR_CONFIG, NOISY_CONFIG, SHIFT_CONFIG, LandscapeRun,
+                                         NoisyBatchNorm1d, ShiftRun, distribution_movement, gradient_shift,
                                          internal_covariate_shift, landscape_figure, largest_trainable_lr,
                                          layer_parameters, learning_rate_figure, loss_landscape, max_learning_rate,
                                          noisy_batch_norm, noisy_figure, probe_along_gradient, shift_figure)
@@ -18,7 +18,7 @@ from bnlib.course.training import mnist, train_mlp
 
 pytestmark = pytest.mark.slow  # computes experiments on real MNIST (cached afterwards)
 
-VARIANTS = NOISY_CONFIG["variants"]
+VARIANTS = NOISY_CONFIG.variants
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +151,7 @@ def test_gradient_shift_matches_a_direct_computation_and_leaves_the_model_untouc
 @pytest.fixture(scope="module")
 def shift():
     result = internal_covariate_shift()
-    none, bn = SHIFT_CONFIG["norms"].index("none"), SHIFT_CONFIG["norms"].index("batch")
+    none, bn = SHIFT_CONFIG.norms.index("none"), SHIFT_CONFIG.norms.index("batch")
     return ({key: np.median(result[key][none], axis=0) for key in ("cosine", "l2")},
             {key: np.median(result[key][bn], axis=0) for key in ("cosine", "l2")})
 
@@ -176,7 +176,7 @@ def test_batch_norm_smooths_the_loss_landscape():
     """Notebook: over all checkpoints, the median loss range and gradient change along the gradient are several
     times smaller with BN; at the start the untrained plain network sits on a plateau, flatter than BN's."""
     result = loss_landscape()
-    none, bn = LANDSCAPE_CONFIG["norms"].index("none"), LANDSCAPE_CONFIG["norms"].index("batch")
+    none, bn = LANDSCAPE_CONFIG.norms.index("none"), LANDSCAPE_CONFIG.norms.index("batch")
     loss_range = np.median(result["loss_range"], axis=1)
     change = np.median(result["gradient_change"], axis=1)
     assert loss_range[none] > 5 * loss_range[bn]
@@ -191,7 +191,7 @@ def test_batch_norm_trains_at_a_ten_times_larger_learning_rate():
     networks fail."""
     result = max_learning_rate()
     none, bn = (largest_trainable_lr(result["lrs"], result["test_accuracy"][k]) for k in (0, 1))
-    assert MAX_LR_CONFIG["norms"] == ("none", "batch")
+    assert MAX_LR_CONFIG.norms == ("none", "batch")
     assert bn >= 10 * none
     assert np.all(result["test_accuracy"][:, list(result["lrs"]).index(10.0)] < 0.5)
 
@@ -213,3 +213,20 @@ def test_figures_plot_the_measured_numbers(noisy):
     result = internal_covariate_shift()
     np.testing.assert_allclose(data["with BN"]["cosine"], np.median(result["cosine"][1], axis=0))
     assert list(data["layers"]) == [2, 3, 4]
+
+
+def test_bad_settings_are_refused_clearly():
+    with pytest.raises(TypeError, match="learning_rate"):
+        NOISY_CONFIG.replace(learning_rate=0.1)
+    with pytest.raises(TypeError, match="ShiftRun"):
+        internal_covariate_shift(LANDSCAPE_CONFIG)  # the landscape's settings are not the shift experiment's
+    with pytest.raises(TypeError, match="LandscapeRun"):
+        loss_landscape({"steps": 100})
+    with pytest.raises(ValueError, match="eval_every must be between 1 and steps"):
+        NOISY_CONFIG.replace(eval_every=0)
+    with pytest.raises(ValueError, match="probe_every must be between 1 and steps"):
+        ShiftRun(steps=10, probe_every=25)
+    with pytest.raises(ValueError, match="probe_every must be between 1 and steps"):
+        LandscapeRun(steps=40)
+    with pytest.raises(ValueError, match="a fraction of the test set"):
+        MAX_LR_CONFIG.replace(trains_if_accuracy_above=90)

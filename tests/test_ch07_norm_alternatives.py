@@ -52,7 +52,7 @@ def test_bad_input_is_refused():
 def test_at_batch_two_layer_and_group_norm_beat_batch_norm_by_far():
     """Notebook: trained at batch 2, LN and GN hold up where BN collapses (the figure's bars)."""
     _, data = alternatives_figure()
-    sweep = batch_size_sweep()["eval_accuracy"][:, SWEEP_CONFIG["batch_sizes"].index(2)]
+    sweep = batch_size_sweep()["eval_accuracy"][:, SWEEP_CONFIG.batch_sizes.index(2)]
     np.testing.assert_allclose(data["accuracy_at_batch_2"], 100 * sweep)
     batch, layer, group = (data["accuracy_at_batch_2"][AXES.index(n)] for n in AXES)
     assert layer > 85 and group > 85 and batch < 50

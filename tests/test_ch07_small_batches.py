@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
-from bnlib.course.ch07.small_batches import (NOISE_BATCH_SIZES, SWEEP_CONFIG, batch_size_sweep, batch_statistic_noise,
-                                             loglog_slope, noise_figure, normalized_value_spread, sample_batches,
-                                             sweep_figure, sweep_lr, theoretical_noise, unit_activations)
+from bnlib.course.ch07.small_batches import (ACTIVATIONS_CONFIG, NOISE_BATCH_SIZES, SWEEP_CONFIG, SweepRun,
+                                             activations_run, batch_size_sweep, batch_statistic_noise, loglog_slope,
+                                             noise_figure, normalized_value_spread, sample_batches, sweep_figure,
+                                             sweep_lr, theoretical_noise, unit_activations)
 
 pytestmark = pytest.mark.slow  # computes experiments on real MNIST (cached afterwards)
 
@@ -64,13 +65,13 @@ def test_sample_batches_refuses_a_batch_of_one():
 
 
 def test_learning_rate_scales_with_the_batch():
-    assert sweep_lr(32) == SWEEP_CONFIG["base_lr"] and sweep_lr(2) == SWEEP_CONFIG["base_lr"] / 16
+    assert sweep_lr(32) == SWEEP_CONFIG.base_lr and sweep_lr(2) == SWEEP_CONFIG.base_lr / 16
 
 
 def test_batch_norm_accuracy_collapses_at_batch_two(sweep):
     """Notebook: BN does well from batch 4 to 32 and collapses at batch 2."""
-    bn = sweep["eval_accuracy"][SWEEP_CONFIG["norms"].index("batch")]
-    sizes = SWEEP_CONFIG["batch_sizes"]
+    bn = sweep["eval_accuracy"][SWEEP_CONFIG.norms.index("batch")]
+    sizes = SWEEP_CONFIG.batch_sizes
     assert bn[sizes.index(32)] > 0.85 and bn[sizes.index(4)] > 0.8
     assert bn[sizes.index(2)] < 0.5 and bn[sizes.index(2)] < bn[sizes.index(32)] - 0.3
     assert bn[sizes.index(2)] < bn[sizes.index(4)] < bn[sizes.index(32)]
@@ -79,16 +80,16 @@ def test_batch_norm_accuracy_collapses_at_batch_two(sweep):
 def test_at_batch_two_train_mode_does_no_better_than_eval_mode(sweep):
     """Notebook: on test batches of two, normalized exactly as in training, the network trained at batch 2 does
     no better than in eval mode: the collapse is not (only) a train/test mismatch."""
-    at_two = SWEEP_CONFIG["batch_sizes"].index(2)
+    at_two = SWEEP_CONFIG.batch_sizes.index(2)
     train_mode = sweep["train_mode_accuracy"][at_two]
     assert train_mode < 0.5
-    assert train_mode < sweep["eval_accuracy"][SWEEP_CONFIG["norms"].index("batch"), at_two] + 0.03
+    assert train_mode < sweep["eval_accuracy"][SWEEP_CONFIG.norms.index("batch"), at_two] + 0.03
 
 
 def test_layer_and_group_norm_do_not_care_about_the_batch_size(sweep):
     """Notebook: LayerNorm and GroupNorm each stay within a few points across batch sizes, and at batch 2 beat
     BN by far."""
-    norms, sizes = SWEEP_CONFIG["norms"], SWEEP_CONFIG["batch_sizes"]
+    norms, sizes = SWEEP_CONFIG.norms, SWEEP_CONFIG.batch_sizes
     bn_at_2 = sweep["eval_accuracy"][norms.index("batch"), sizes.index(2)]
     for norm in ("layer", "group"):
         row = sweep["eval_accuracy"][norms.index(norm)]
@@ -102,3 +103,16 @@ def test_figures_plot_the_measured_numbers(noise, sweep):
     assert list(data["batch_sizes"]) == list(NOISE_BATCH_SIZES)
     _, data = sweep_figure()
     np.testing.assert_array_equal(data["eval_accuracy"], sweep["eval_accuracy"])
+
+
+def test_bad_settings_are_refused_clearly():
+    with pytest.raises(TypeError, match="batch_size"):
+        SWEEP_CONFIG.replace(batch_size=8)  # the sweep has batch_sizes
+    with pytest.raises(TypeError, match="ActivationsRun"):
+        activations_run(SWEEP_CONFIG)
+    with pytest.raises(TypeError, match="learning_rate"):
+        ACTIVATIONS_CONFIG.replace(learning_rate=0.1)
+    with pytest.raises(ValueError, match="no batch to train or test on"):
+        SweepRun(batch_sizes=(2, 4096))
+    with pytest.raises(ValueError, match="train_mode_test_examples"):
+        SWEEP_CONFIG.replace(train_mode_test_examples=16)

@@ -75,8 +75,8 @@ def test_the_fold_handles_a_conv_with_a_bias():
 
 def test_requires_grad_false_lets_the_statistics_move_and_the_fixes_do_not():
     result = deployment.finetune()
-    moved = dict(zip(deployment.FINETUNE["variants"], result["moved"]))
-    after = dict(zip(deployment.FINETUNE["variants"], result["after"]))
+    moved = dict(zip(deployment.FINETUNE.variants, result["moved"]))
+    after = dict(zip(deployment.FINETUNE.variants, result["after"]))
     assert moved["requires_grad=False"] > 0.05
     assert moved["BN in eval mode"] == 0 and moved["FrozenBatchNorm2d"] == 0
     np.testing.assert_allclose(after["BN in eval mode"], after["FrozenBatchNorm2d"], atol=1e-3)  # the same map
@@ -97,7 +97,7 @@ def test_update_bn_and_ours_recompute_the_same_statistics(net):
 
 def test_recalibration_undoes_a_contrast_shift_and_only_part_of_noise():
     result = deployment.recalibration()
-    shifts, accuracy = deployment.RECALIBRATE["shifts"], result["accuracy"]
+    shifts, accuracy = deployment.RECALIBRATE.shifts, result["accuracy"]
     clean = accuracy[shifts.index(("contrast", 1.0)), 0]
     for row, (kind, level) in enumerate(shifts):
         if kind == "contrast" and level <= 0.3:
@@ -127,3 +127,20 @@ def test_the_explorer_answers_every_control(sweep):
     assert_control_changes_readout_and_plot(explorer, "strength", 0.3)
     assert_control_changes_readout_and_plot(explorer, "kind", "noise")
     assert_control_changes_readout_and_plot(explorer, "batches", 4)
+
+
+def test_bad_settings_are_refused_clearly():
+    with pytest.raises(TypeError, match="learning_rate"):
+        convnet.SWEEP.replace(learning_rate=0.1)
+    with pytest.raises(TypeError, match="FinetuneRun"):
+        deployment.finetune(deployment.DROPOUT)
+    with pytest.raises(ValueError, match="tested at least once"):
+        convnet.LrSweepRun(steps=20)
+    with pytest.raises(ValueError, match="a fraction between 0 and 1"):
+        convnet.SWEEP.replace(target=90)
+    with pytest.raises(ValueError, match="unknown variant"):
+        deployment.FINETUNE.replace(variants=("BN in eval",))
+    with pytest.raises(ValueError, match=r"contrast must be in \(0, 1\]"):
+        deployment.FinetuneRun(contrast=1.5)
+    with pytest.raises(ValueError, match="nothing gets through"):
+        deployment.DROPOUT.replace(ps=(0.5, 1.0))

@@ -48,6 +48,15 @@ def test_numbers_are_written_to_six_significant_digits():
     assert np.isnan(written["b"][2])
 
 
+def test_an_experiments_settings_are_written_as_their_fields():
+    """A figure's data may hold the typed configuration it was computed with (``mnist_fig1``'s ``PAPER``)."""
+    from bnlib.course.ch06.paper import PAPER
+
+    written = json.loads(json.dumps(figures.to_json({"config": PAPER})))
+    assert written["config"] == {"steps": 50000, "batch_size": 60, "lr": 0.5, "init_std": 0.01, "seed": 0,
+                                 "checkpoints": 100, "eval_momentum": 0.1}
+
+
 def test_the_command_runs_as_a_module():
     """`python -m bnlib.figures --list`, as the README and the Makefile run it: the package has a __main__."""
     result = subprocess.run([sys.executable, "-m", "bnlib.figures", "--list"], capture_output=True, text=True)

@@ -7,6 +7,7 @@ rounded to ``SIGNIFICANT`` significant digits, so that regenerating on another m
 only where a number really changed.
 """
 
+import dataclasses
 import importlib
 import json
 import math
@@ -34,7 +35,10 @@ def all_figures():
 
 
 def to_json(value):
-    """``value`` as JSON data: arrays as lists, floats to ``SIGNIFICANT`` significant digits."""
+    """``value`` as JSON data: arrays as lists, an experiment's settings (a dataclass) as a dict of its fields,
+    floats to ``SIGNIFICANT`` significant digits."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return to_json(dataclasses.asdict(value))
     if isinstance(value, dict):
         return {str(key): to_json(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):

@@ -8,22 +8,53 @@ seeds each, on a 10,000-image subset of the MNIST training set, and measure the 
 Notebook 04 defines ``placement_mlp`` in a ``#@save`` cell: this module holds that very code.
 """
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-from bnlib.course.cache import cached
+from bnlib.course.cache import Config, experiment
 from bnlib.course.training import evaluate, mnist, random_batches, train_mlp
 from bnlib.layers import BatchNorm1d
 
 PLACEMENTS = ("before", "after")
 ACTIVATIONS = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU}
-CONFIG = {"hidden": (100, 100), "train_examples": 10_000, "steps": 500, "batch_size": 64,
-          "lr": 0.1, "momentum": 0.9, "seeds": (0, 1, 2), "eval_every": 50}
+MNIST_TRAIN_EXAMPLES = 60_000
 
 
-def placement_mlp(placement, activation, hidden=CONFIG["hidden"], inputs=784, classes=10):
+@dataclass(frozen=True)
+class PlacementRun(Config):
+    """The placement experiment's settings: the MLP's hidden widths, the size of the training subset, SGD with
+    momentum, the seeds each placement and activation trains with, and the steps between test measurements."""
+
+    hidden: tuple = (100, 100)
+    train_examples: int = 10_000
+    steps: int = 500
+    batch_size: int = 64
+    lr: float = 0.1
+    momentum: float = 0.9
+    seeds: tuple = (0, 1, 2)
+    eval_every: int = 50
+
+    def __post_init__(self):
+        if not 1 <= self.train_examples <= MNIST_TRAIN_EXAMPLES:
+            raise ValueError(f"train_examples must be between 1 and {MNIST_TRAIN_EXAMPLES:,} (MNIST's training set), "
+                             f"got {self.train_examples}")
+        if self.batch_size < 2:
+            raise ValueError(f"batch_size must be at least 2 for batch norm in training, got {self.batch_size}")
+        if not 1 <= self.eval_every <= self.steps:
+            raise ValueError(f"eval_every must be between 1 and steps ({self.steps}), so that the test set is "
+                             f"measured at least once; got {self.eval_every}")
+        if not self.seeds:
+            raise ValueError("seeds must name at least one seed to train each placement with")
+
+
+CONFIG = PlacementRun()
+
+
+def placement_mlp(placement, activation, hidden=CONFIG.hidden, inputs=784, classes=10):
     """``Linear -> BN -> g`` ("before", no bias: beta replaces it) or ``Linear -> g -> BN`` ("after")."""
     if placement not in PLACEMENTS:
         raise ValueError(f"placement must be one of {PLACEMENTS}, got {placement!r}")
@@ -41,36 +72,33 @@ def placement_mlp(placement, activation, hidden=CONFIG["hidden"], inputs=784, cl
 def train_one(placement, activation, seed, train, test, config):
     """SGD with momentum on random mini-batches; the training loss at every step, test metrics every few."""
     torch.manual_seed(seed)
-    model = placement_mlp(placement, activation, config["hidden"])
-    batches = random_batches(len(train[0]), config["batch_size"], config["steps"], seed)
+    model = placement_mlp(placement, activation, config.hidden)
+    batches = random_batches(len(train[0]), config.batch_size, config.steps, seed)
     tested = []
-    losses = train_mlp(model, *train, batches, config["lr"], momentum=config["momentum"],
+    losses = train_mlp(model, *train, batches, config.lr, momentum=config.momentum,
                        on_checkpoint=lambda step: tested.append(evaluate(model, *test)),
-                       checkpoints=range(config["eval_every"], config["steps"] + 1, config["eval_every"]))
+                       checkpoints=range(config.eval_every, config.steps + 1, config.eval_every))
     test_losses, test_accuracies = zip(*tested)
     return losses, test_losses, test_accuracies
 
 
-def run_placement_experiment(config=CONFIG):
-    """All placements x activations x seeds; arrays keyed ``"<activation>/<placement>/<quantity>"``."""
+@experiment("placement", PlacementRun)
+def placement_experiment(config):
+    """All placements x activations x seeds (cached; about half a minute to compute the first time), for a
+    ``PlacementRun`` (by default ``CONFIG``); arrays keyed ``"<activation>/<placement>/<quantity>"``."""
     from tqdm.auto import tqdm
 
     images, labels = mnist(train=True)
-    subset = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[:config["train_examples"]]
+    subset = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[:config.train_examples]
     train = images[subset], labels[subset]
     test = mnist(train=False)
     results = {}
-    runs = [(a, p, s) for a in ACTIVATIONS for p in PLACEMENTS for s in config["seeds"]]
+    runs = [(a, p, s) for a in ACTIVATIONS for p in PLACEMENTS for s in config.seeds]
     for activation, placement, seed in tqdm(runs, desc="placement experiment", unit="run"):
         for name, values in zip(("train_loss", "test_loss", "test_accuracy"),
                                 train_one(placement, activation, seed, train, test, config)):
             results.setdefault(f"{activation}/{placement}/{name}", []).append(values)
     return {key: np.array(values) for key, values in results.items()}
-
-
-def placement_experiment(config=CONFIG):
-    """The experiment's results from the cache (about half a minute to compute the first time)."""
-    return cached("placement", config, lambda: run_placement_experiment(config))
 
 
 def placement_summary(results):
@@ -95,7 +123,7 @@ def placement_figure(config=CONFIG):
     figure = Figure(figsize=(10, 6.5))
     axes = figure.subplots(2, len(ACTIVATIONS), squeeze=False)
     window = 25
-    eval_steps = config["eval_every"] * np.arange(1, config["steps"] // config["eval_every"] + 1)
+    eval_steps = config.eval_every * np.arange(1, config.steps // config.eval_every + 1)
     for column, activation in enumerate(ACTIVATIONS):
         for placement, color in zip(PLACEMENTS, ("C0", "C1")):
             loss = results[f"{activation}/{placement}/train_loss"].mean(axis=0)

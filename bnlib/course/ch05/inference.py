@@ -8,16 +8,41 @@ exact population statistics for trained weights (the paper's Algorithm 2).
 """
 
 import copy
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from bnlib.course.cache import cached
+from bnlib.course.cache import Config, experiment
 from bnlib.course.models import paper_mlp
 from bnlib.course.training import accuracy, consecutive_batches, mnist, random_batches, small_model_settings, train_mlp
 from bnlib.running_stats import batch_norm_layers, recompute_population_statistics, replay_running_stats
 
-RUN = {"steps": 3000, "batch_size": 60, "lr": 0.5, "init_std": 0.01, "momentum": 0.1, "seed": 0}
+
+@dataclass(frozen=True)
+class MnistRun(Config):
+    """The MNIST run's settings: the paper's sigmoid MLP, weights drawn from N(0, ``init_std``^2), trained by
+    plain SGD for ``steps`` on random batches; ``momentum`` is its BN layers' running-average momentum (None:
+    the cumulative average)."""
+
+    steps: int = 3000
+    batch_size: int = 60
+    lr: float = 0.5
+    init_std: float = 0.01
+    momentum: float = 0.1
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.steps < 1:
+            raise ValueError(f"steps must be at least 1, got {self.steps}")
+        if self.batch_size < 2:
+            raise ValueError(f"batch_size must be at least 2 for batch norm in training, got {self.batch_size}")
+        if self.momentum is not None and not 0 <= self.momentum <= 1:
+            raise ValueError(f"momentum must be between 0 and 1 (torch's convention: the weight of the new batch), "
+                             f"or None for the cumulative average; got {self.momentum}")
+
+
+RUN = MnistRun()
 FORGOTTEN_EVAL_BATCH_SIZES = (2, 4, 8, 16, 32, 64, 256, 1000)
 STATISTICS_MOMENTA = (0.1, 0.01, 0.001, 0.99)
 
@@ -74,35 +99,30 @@ def train_mnist_bn_mlp(steps, batch_size, lr, init_std, momentum, seed, progress
     return model.eval(), stacked[0], stacked[1]
 
 
-def mnist_run(progress=True, **overrides):
-    """The cached MNIST run: trained weights, recorded batch statistics and test accuracies.
+@experiment("ema_inference_mnist", MnistRun)
+def mnist_run(config, progress=True):
+    """The cached MNIST run, for a ``MnistRun`` (by default ``RUN``): trained weights, recorded batch
+    statistics and test accuracies.
 
     Keys: ``batch_size``, ``state.<name>`` (the state dict), ``batch_means.<layer>`` and ``batch_vars.<layer>``
     (steps, channels), ``eval_accuracy``, ``forgotten_batch_sizes`` and ``forgotten_accuracy`` (test
     accuracy left in training mode, test batches of each size).
     """
-    config = {**RUN, **overrides}
-    unknown = set(config) - set(RUN)
-    if unknown:
-        raise TypeError(f"unknown setting(s) {sorted(unknown)} for the MNIST run; known: {sorted(RUN)}")
+    from tqdm.auto import tqdm
 
-    def compute():
-        from tqdm.auto import tqdm
-
-        model, means, variances = train_mnist_bn_mlp(**config, progress=progress)
-        test_images, test_labels = mnist(train=False)
-        with small_model_settings():
-            forgotten = [accuracy(model, test_images, test_labels, consecutive_batches(len(test_images), size))
-                         for size in tqdm(FORGOTTEN_EVAL_BATCH_SIZES, desc="eval forgotten", disable=not progress)]
-            arrays = {"batch_size": config["batch_size"], "eval_accuracy": accuracy(model, test_images, test_labels),
-                      "forgotten_batch_sizes": np.array(FORGOTTEN_EVAL_BATCH_SIZES),
-                      "forgotten_accuracy": np.array(forgotten)}
-        arrays.update({f"state.{name}": value.numpy() for name, value in model.state_dict().items()})
-        arrays.update({f"batch_means.{i}": value for i, value in enumerate(means)})
-        arrays.update({f"batch_vars.{i}": value for i, value in enumerate(variances)})
-        return arrays
-
-    return cached("ema_inference_mnist", config, compute)
+    model, means, variances = train_mnist_bn_mlp(config.steps, config.batch_size, config.lr, config.init_std,
+                                                 config.momentum, config.seed, progress=progress)
+    test_images, test_labels = mnist(train=False)
+    with small_model_settings():
+        forgotten = [accuracy(model, test_images, test_labels, consecutive_batches(len(test_images), size))
+                     for size in tqdm(FORGOTTEN_EVAL_BATCH_SIZES, desc="eval forgotten", disable=not progress)]
+        arrays = {"batch_size": config.batch_size, "eval_accuracy": accuracy(model, test_images, test_labels),
+                  "forgotten_batch_sizes": np.array(FORGOTTEN_EVAL_BATCH_SIZES),
+                  "forgotten_accuracy": np.array(forgotten)}
+    arrays.update({f"state.{name}": value.numpy() for name, value in model.state_dict().items()})
+    arrays.update({f"batch_means.{i}": value for i, value in enumerate(means)})
+    arrays.update({f"batch_vars.{i}": value for i, value in enumerate(variances)})
+    return arrays
 
 
 def model_from_run(run):

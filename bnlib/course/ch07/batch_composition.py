@@ -21,18 +21,54 @@ The fake images are real digits with their pixels shuffled (a different permutat
 same amount of ink as a digit, no strokes, like the output of an early generator.
 """
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
-from bnlib.course.cache import cached
+from bnlib.course.cache import Config, experiment
 from bnlib.course.ch07.network import chapter_mlp
 from bnlib.course.training import accuracy, consecutive_batches, mnist, random_batches, train_mlp
 
-SORTED_CONFIG = {"steps": 1000, "batch_size": 60, "lr": 0.1, "seed": 0}
-GAN_CONFIG = {"steps": 600, "half_batch": 32, "lr": 0.1, "seed": 0, "train_per_kind": 8000,
-              "held_out_per_kind": 2000}
+MNIST_TRAIN_EXAMPLES = 60_000
+
+
+@dataclass(frozen=True)
+class SortedRun(Config):
+    """The settings of the class-sorted and the shuffled training runs (the same for both)."""
+
+    steps: int = 1000
+    batch_size: int = 60
+    lr: float = 0.1
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class GanRun(Config):
+    """The GAN discriminator's settings: ``half_batch`` real and ``half_batch`` fake images per step;
+    ``train_per_kind`` images of each kind to train on and ``held_out_per_kind`` to test on."""
+
+    steps: int = 600
+    half_batch: int = 32
+    lr: float = 0.1
+    seed: int = 0
+    train_per_kind: int = 8000
+    held_out_per_kind: int = 2000
+
+    def __post_init__(self):
+        if 2 * (self.train_per_kind + self.held_out_per_kind) > MNIST_TRAIN_EXAMPLES:
+            raise ValueError(f"train_per_kind + held_out_per_kind ({self.train_per_kind + self.held_out_per_kind}) "
+                             f"must be at most {MNIST_TRAIN_EXAMPLES // 2:,}: the real and the fake images are "
+                             f"different MNIST training digits")
+        if not 2 <= self.half_batch <= self.held_out_per_kind:
+            raise ValueError(f"half_batch must be at least 2 (batch norm on each half) and at most held_out_per_kind "
+                             f"({self.held_out_per_kind}), to test on whole batches; got {self.half_batch}")
+
+
+SORTED_CONFIG = SortedRun()
+GAN_CONFIG = GanRun()
 
 
 def sorted_batches(labels, batch_size, steps, seed=0):
@@ -64,38 +100,37 @@ def statistic_gap(model, images, batches):
                           for b in batches]))
 
 
-def sorted_vs_shuffled(config=SORTED_CONFIG):
+@experiment("ch07_sorted_vs_shuffled", SortedRun)
+def sorted_vs_shuffled(config):
     """Train on class-sorted and on shuffled batches; accuracies and statistic gaps (cached).
 
     Rows: trained on sorted, trained on shuffled. Columns of ``train_mode_accuracy`` and ``gap``:
     measured on class-sorted test batches, on shuffled test batches.
     """
-    def compute():
-        images, labels = mnist(train=True)
-        test_images, test_labels = mnist(train=False)
-        m = config["batch_size"]
-        test_batches = [class_sorted_test_batches(test_labels, m),
-                        [b[0] for b in random_batches(len(test_labels), m, len(test_labels) // m, seed=1)]]
-        train_batches = [sorted_batches(labels, m, config["steps"], config["seed"]),
-                         random_batches(len(labels), m, config["steps"], config["seed"])]
-        eval_accuracy, train_mode, gap = [], [], []
-        with tqdm(total=2 * config["steps"], desc="sorted vs shuffled batches") as bar:
-            for batches in train_batches:
-                model = chapter_mlp("batch", seed=config["seed"])
-                train_mlp(model, images, labels, batches, config["lr"], progress=bar)
-                eval_accuracy.append(accuracy(model, test_images, test_labels))
-                train_mode.append([accuracy(model, test_images, test_labels, b) for b in test_batches])
-                gap.append([statistic_gap(model, test_images, b) for b in test_batches])
-        return {"eval_accuracy": eval_accuracy, "train_mode_accuracy": train_mode, "gap": gap}
-    return cached("ch07_sorted_vs_shuffled", config, compute)
+    images, labels = mnist(train=True)
+    test_images, test_labels = mnist(train=False)
+    m = config.batch_size
+    test_batches = [class_sorted_test_batches(test_labels, m),
+                    [b[0] for b in random_batches(len(test_labels), m, len(test_labels) // m, seed=1)]]
+    train_batches = [sorted_batches(labels, m, config.steps, config.seed),
+                     random_batches(len(labels), m, config.steps, config.seed)]
+    eval_accuracy, train_mode, gap = [], [], []
+    with tqdm(total=2 * config.steps, desc="sorted vs shuffled batches") as bar:
+        for batches in train_batches:
+            model = chapter_mlp("batch", seed=config.seed)
+            train_mlp(model, images, labels, batches, config.lr, progress=bar)
+            eval_accuracy.append(accuracy(model, test_images, test_labels))
+            train_mode.append([accuracy(model, test_images, test_labels, b) for b in test_batches])
+            gap.append([statistic_gap(model, test_images, b) for b in test_batches])
+    return {"eval_accuracy": eval_accuracy, "train_mode_accuracy": train_mode, "gap": gap}
 
 
 def real_and_fake(config=GAN_CONFIG):
     """Images (real digits, then pixel-shuffled digits) and labels (1 real, 0 fake), ``2 n`` of each kind's
     ``n = train_per_kind + held_out_per_kind``: each kind's first ``train_per_kind`` are for training."""
     images, _ = mnist(train=True)
-    n = config["train_per_kind"] + config["held_out_per_kind"]
-    generator = torch.Generator().manual_seed(config["seed"])
+    n = config.train_per_kind + config.held_out_per_kind
+    generator = torch.Generator().manual_seed(config.seed)
     source = images[n:2 * n]
     shuffled = torch.argsort(torch.rand(source.shape, generator=generator), dim=1)
     fake = torch.gather(source, 1, shuffled)
@@ -115,30 +150,29 @@ def discriminator_batches(n, first, count, half, steps, seed, separate):
     return batches
 
 
-def gan_discriminator(config=GAN_CONFIG):
+@experiment("ch07_gan_discriminator", GanRun)
+def gan_discriminator(config):
     """A BN discriminator trained on separate all-real/all-fake batches and on mixed ones (cached).
 
     Rows: separate, mixed. ``train_mode_accuracy`` and ``gap`` columns: held-out batches that are
     all-real or all-fake, held-out mixed batches.
     """
-    def compute():
-        images, labels = real_and_fake(config)
-        n, half = len(labels) // 2, config["half_batch"]
-        start, count = config["train_per_kind"], config["held_out_per_kind"]
-        held_out = torch.arange(start, start + count - count % half).view(-1, half)
-        test_batches = [list(held_out) + list(held_out + n), [torch.cat([r, r + n]) for r in held_out]]
-        test = torch.cat([held_out.flatten(), held_out.flatten() + n])
-        eval_accuracy, train_mode, gap = [], [], []
-        with tqdm(total=2 * config["steps"], desc="GAN discriminator") as bar:
-            for separate in (True, False):
-                batches = discriminator_batches(n, 0, start, half, config["steps"], config["seed"], separate)
-                model = chapter_mlp("batch", seed=config["seed"], classes=2)
-                train_mlp(model, images, labels, batches, config["lr"], progress=bar)
-                eval_accuracy.append(accuracy(model, images[test], labels[test]))
-                train_mode.append([accuracy(model, images, labels, b) for b in test_batches])
-                gap.append([statistic_gap(model, images, b) for b in test_batches])
-        return {"eval_accuracy": eval_accuracy, "train_mode_accuracy": train_mode, "gap": gap}
-    return cached("ch07_gan_discriminator", config, compute)
+    images, labels = real_and_fake(config)
+    n, half = len(labels) // 2, config.half_batch
+    start, count = config.train_per_kind, config.held_out_per_kind
+    held_out = torch.arange(start, start + count - count % half).view(-1, half)
+    test_batches = [list(held_out) + list(held_out + n), [torch.cat([r, r + n]) for r in held_out]]
+    test = torch.cat([held_out.flatten(), held_out.flatten() + n])
+    eval_accuracy, train_mode, gap = [], [], []
+    with tqdm(total=2 * config.steps, desc="GAN discriminator") as bar:
+        for separate in (True, False):
+            batches = discriminator_batches(n, 0, start, half, config.steps, config.seed, separate)
+            model = chapter_mlp("batch", seed=config.seed, classes=2)
+            train_mlp(model, images, labels, batches, config.lr, progress=bar)
+            eval_accuracy.append(accuracy(model, images[test], labels[test]))
+            train_mode.append([accuracy(model, images, labels, b) for b in test_batches])
+            gap.append([statistic_gap(model, images, b) for b in test_batches])
+    return {"eval_accuracy": eval_accuracy, "train_mode_accuracy": train_mode, "gap": gap}
 
 
 def train_eval_gaps():

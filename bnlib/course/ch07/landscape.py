@@ -20,6 +20,7 @@ learning rates and report the largest one that still trains.
 """
 
 import copy
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -28,19 +29,85 @@ from torch import nn
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 from tqdm.auto import tqdm
 
-from bnlib.course.cache import cached
+from bnlib.course.cache import Config, experiment
 from bnlib.course.ch07.network import chapter_mlp
 from bnlib.course.training import accuracy, mnist, random_batches, train_mlp
 from bnlib.layers import BatchNorm1d
 
-NOISY_CONFIG = {"variants": ("none", "batch", "noisy batch"), "steps": 1500, "batch_size": 60, "lr": 0.1,
-                "seed": 0, "noise_scale": 2.0, "noise_shift": 1.0, "noise_spread": 0.5, "eval_every": 100,
-                "units": 20}
-SHIFT_CONFIG = {"norms": ("none", "batch"), "steps": 1000, "batch_size": 60, "lr": 0.1, "seed": 0, "probe_every": 25}
-LANDSCAPE_CONFIG = {"norms": ("none", "batch"), "steps": 1000, "batch_size": 60, "lr": 0.1, "seed": 0,
-                    "probe_every": 50, "step_multipliers": (0.5, 1, 2, 4)}
-MAX_LR_CONFIG = {"norms": ("none", "batch"), "lrs": (0.03, 0.1, 0.3, 1.0, 3.0, 10.0), "steps": 400,
-                 "batch_size": 60, "seed": 0, "trains_if_accuracy_above": 0.9}
+
+@dataclass(frozen=True)
+class NoisyRun(Config):
+    """The noisy-BN experiment's settings: the networks (``variants``), their training, the ranges of the noise
+    (``NoisyBatchNorm1d``'s scale, shift and spread), the steps between tests, the units whose input is recorded."""
+
+    variants: tuple = ("none", "batch", "noisy batch")
+    steps: int = 1500
+    batch_size: int = 60
+    lr: float = 0.1
+    seed: int = 0
+    noise_scale: float = 2.0
+    noise_shift: float = 1.0
+    noise_spread: float = 0.5
+    eval_every: int = 100
+    units: int = 20
+
+    def __post_init__(self):
+        if not 1 <= self.eval_every <= self.steps:
+            raise ValueError(f"eval_every must be between 1 and steps ({self.steps}), got {self.eval_every}")
+
+
+@dataclass(frozen=True)
+class ProbedRun(Config):
+    """Settings of a run probed along the way (``probed_training``): each of ``norms`` trained on the same
+    batches, probed every ``probe_every`` steps."""
+
+    norms: tuple = ("none", "batch")
+    steps: int = 1000
+    batch_size: int = 60
+    lr: float = 0.1
+    seed: int = 0
+    probe_every: int = 25
+
+    def __post_init__(self):
+        if not 1 <= self.probe_every <= self.steps:
+            raise ValueError(f"probe_every must be between 1 and steps ({self.steps}), got {self.probe_every}")
+
+
+@dataclass(frozen=True)
+class ShiftRun(ProbedRun):
+    """The internal-covariate-shift experiment's settings: ``gradient_shift`` every ``probe_every`` steps."""
+
+
+@dataclass(frozen=True)
+class LandscapeRun(ProbedRun):
+    """The loss-landscape experiment's settings: step sizes along the gradient are ``lr`` times the multipliers."""
+
+    probe_every: int = 50
+    step_multipliers: tuple = (0.5, 1, 2, 4)
+
+
+@dataclass(frozen=True)
+class MaxLrRun(Config):
+    """The learning-rate grid's settings: each of ``norms`` trained for ``steps`` at each of ``lrs``; a run
+    "trains" if its test accuracy reaches ``trains_if_accuracy_above`` (a fraction)."""
+
+    norms: tuple = ("none", "batch")
+    lrs: tuple = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
+    steps: int = 400
+    batch_size: int = 60
+    seed: int = 0
+    trains_if_accuracy_above: float = 0.9
+
+    def __post_init__(self):
+        if not 0 < self.trains_if_accuracy_above <= 1:
+            raise ValueError(f"trains_if_accuracy_above is a fraction of the test set, between 0 and 1 "
+                             f"(0.9 for 90%); got {self.trains_if_accuracy_above}")
+
+
+NOISY_CONFIG = NoisyRun()
+SHIFT_CONFIG = ShiftRun()
+LANDSCAPE_CONFIG = LandscapeRun()
+MAX_LR_CONFIG = MaxLrRun()
 
 
 def uniform(*shape):
@@ -79,40 +146,39 @@ class NoisyBatchNorm1d(nn.Module):
 def make_variant(variant, config=NOISY_CONFIG):
     """The network of ``variant``: a ``NORMS`` key, or "noisy batch" (BN followed by the noise)."""
     if variant == "noisy batch":
-        return chapter_mlp(lambda units: NoisyBatchNorm1d(units, config["noise_scale"], config["noise_shift"],
-                                                          config["noise_spread"]), seed=config["seed"])
-    return chapter_mlp(variant, seed=config["seed"])
+        return chapter_mlp(lambda units: NoisyBatchNorm1d(units, config.noise_scale, config.noise_shift,
+                                                          config.noise_spread), seed=config.seed)
+    return chapter_mlp(variant, seed=config.seed)
 
 
-def noisy_batch_norm(config=NOISY_CONFIG):
+@experiment("ch07_noisy_batch_norm", NoisyRun)
+def noisy_batch_norm(config):
     """Train without BN, with BN, with noisy BN; test accuracy at checkpoints and, at every step, the
     batch mean and std of the input of the last ReLU for the first ``units`` units (cached)."""
-    def compute():
-        images, labels = mnist(train=True)
-        test_images, test_labels = mnist(train=False)
-        checkpoints = range(0, config["steps"] + 1, config["eval_every"])
-        batches = random_batches(len(labels), config["batch_size"], config["steps"], config["seed"])
-        result = {"checkpoints": np.array(checkpoints), "test_accuracy": [], "input_mean": [], "input_std": []}
-        with tqdm(total=len(config["variants"]) * config["steps"], desc="noisy batch norm") as bar:
-            for variant in config["variants"]:
-                model = make_variant(variant, config)
-                means, stds, scores = [], [], []
+    images, labels = mnist(train=True)
+    test_images, test_labels = mnist(train=False)
+    checkpoints = range(0, config.steps + 1, config.eval_every)
+    batches = random_batches(len(labels), config.batch_size, config.steps, config.seed)
+    result = {"checkpoints": np.array(checkpoints), "test_accuracy": [], "input_mean": [], "input_std": []}
+    with tqdm(total=len(config.variants) * config.steps, desc="noisy batch norm") as bar:
+        for variant in config.variants:
+            model = make_variant(variant, config)
+            means, stds, scores = [], [], []
 
-                def record(module, inputs):
-                    if module.training:
-                        unit_inputs = inputs[0][:, :config["units"]].detach()
-                        means.append(unit_inputs.mean(0))
-                        stds.append(unit_inputs.std(0))
+            def record(module, inputs):
+                if module.training:
+                    unit_inputs = inputs[0][:, :config.units].detach()
+                    means.append(unit_inputs.mean(0))
+                    stds.append(unit_inputs.std(0))
 
-                hook = model[-2].register_forward_pre_hook(record)  # model[-2]: the last ReLU
-                train_mlp(model, images, labels, batches, config["lr"], progress=bar, checkpoints=checkpoints,
-                          on_checkpoint=lambda step: scores.append(accuracy(model, test_images, test_labels)))
-                hook.remove()
-                result["test_accuracy"].append(scores)
-                result["input_mean"].append(torch.stack(means).numpy())
-                result["input_std"].append(torch.stack(stds).numpy())
-        return result
-    return cached("ch07_noisy_batch_norm", config, compute)
+            hook = model[-2].register_forward_pre_hook(record)  # model[-2]: the last ReLU
+            train_mlp(model, images, labels, batches, config.lr, progress=bar, checkpoints=checkpoints,
+                      on_checkpoint=lambda step: scores.append(accuracy(model, test_images, test_labels)))
+            hook.remove()
+            result["test_accuracy"].append(scores)
+            result["input_mean"].append(torch.stack(means).numpy())
+            result["input_std"].append(torch.stack(stds).numpy())
+    return result
 
 
 def distribution_movement(input_mean, input_std, skip=100):
@@ -163,32 +229,31 @@ def gradient_shift(model, images, labels, lr):
 
 
 def probed_training(config, desc, probe):
-    """Train the chapter's network once per normalization in ``config["norms"]`` (same weights and batches),
+    """Train the chapter's network once per normalization in ``config.norms`` (same weights and batches),
     calling ``probe(model, images, labels)`` on the batch of every ``probe_every``-th step before that step
     trains: ``(probed steps, per norm the list of probe results)``."""
     images, labels = mnist(train=True)
-    probes = list(range(0, config["steps"], config["probe_every"]))
-    batches = random_batches(len(labels), config["batch_size"], config["steps"], config["seed"])
+    probes = list(range(0, config.steps, config.probe_every))
+    batches = random_batches(len(labels), config.batch_size, config.steps, config.seed)
     results = []
-    with tqdm(total=len(config["norms"]) * config["steps"], desc=desc) as bar:
-        for norm in config["norms"]:
-            model, measured = chapter_mlp(norm, seed=config["seed"]), []
-            train_mlp(model, images, labels, batches, config["lr"], progress=bar, checkpoints=probes,
+    with tqdm(total=len(config.norms) * config.steps, desc=desc) as bar:
+        for norm in config.norms:
+            model, measured = chapter_mlp(norm, seed=config.seed), []
+            train_mlp(model, images, labels, batches, config.lr, progress=bar, checkpoints=probes,
                       on_checkpoint=lambda step: measured.append(
                           probe(model, images[batches[step][0]], labels[batches[step][0]])))
             results.append(measured)
     return np.array(probes), results
 
 
-def internal_covariate_shift(config=SHIFT_CONFIG):
+@experiment("ch07_internal_covariate_shift", ShiftRun)
+def internal_covariate_shift(config):
     """``gradient_shift`` every ``probe_every`` steps of training, without and with BN (cached): ``l2`` and
     ``cosine`` of shape (norms, probes, layers 2..k), measured on the batch each probed step trains on."""
-    def compute():
-        probes, measured = probed_training(config, "gradient shift", lambda model, images, labels: gradient_shift(
-            model, images, labels, config["lr"]))
-        return {"checkpoints": probes, "l2": np.array([[m[0] for m in run] for run in measured]),
-                "cosine": np.array([[m[1] for m in run] for run in measured])}
-    return cached("ch07_internal_covariate_shift", config, compute)
+    probes, measured = probed_training(config, "gradient shift", lambda model, images, labels: gradient_shift(
+        model, images, labels, config.lr))
+    return {"checkpoints": probes, "l2": np.array([[m[0] for m in run] for run in measured]),
+            "cosine": np.array([[m[1] for m in run] for run in measured])}
 
 
 def gradient_at(model, images, labels):
@@ -215,36 +280,34 @@ def probe_along_gradient(model, images, labels, step_sizes):
     return max(losses) - min(losses), max(changes)
 
 
-def loss_landscape(config=LANDSCAPE_CONFIG):
+@experiment("ch07_loss_landscape", LandscapeRun)
+def loss_landscape(config):
     """Loss range and gradient change along the gradient at checkpoints, with and without BN (cached);
     the probe batch is the next training batch, step sizes are ``lr`` times the multipliers."""
-    def compute():
-        step_sizes = [config["lr"] * k for k in config["step_multipliers"]]
-        probes, measured = probed_training(config, "loss landscape", lambda model, images, labels: probe_along_gradient(
-            model, images, labels, step_sizes))
-        return {"checkpoints": probes, "loss_range": [[p[0] for p in run] for run in measured],
-                "gradient_change": [[p[1] for p in run] for run in measured]}
-    return cached("ch07_loss_landscape", config, compute)
+    step_sizes = [config.lr * k for k in config.step_multipliers]
+    probes, measured = probed_training(config, "loss landscape", lambda model, images, labels: probe_along_gradient(
+        model, images, labels, step_sizes))
+    return {"checkpoints": probes, "loss_range": [[p[0] for p in run] for run in measured],
+            "gradient_change": [[p[1] for p in run] for run in measured]}
 
 
-def max_learning_rate(config=MAX_LR_CONFIG):
+@experiment("ch07_max_learning_rate", MaxLrRun)
+def max_learning_rate(config):
     """Test accuracy after ``steps`` steps for each norm and learning rate, (norms, lrs) (cached)."""
-    def compute():
-        images, labels = mnist(train=True)
-        test_images, test_labels = mnist(train=False)
-        batches = random_batches(len(labels), config["batch_size"], config["steps"], config["seed"])
-        scores = np.zeros((len(config["norms"]), len(config["lrs"])))
-        with tqdm(total=scores.size * config["steps"], desc="learning-rate grid") as bar:
-            for i, norm in enumerate(config["norms"]):
-                for j, lr in enumerate(config["lrs"]):
-                    model = chapter_mlp(norm, seed=config["seed"])
-                    train_mlp(model, images, labels, batches, lr, progress=bar)
-                    scores[i, j] = accuracy(model, test_images, test_labels)
-        return {"lrs": np.array(config["lrs"]), "test_accuracy": scores}
-    return cached("ch07_max_learning_rate", config, compute)
+    images, labels = mnist(train=True)
+    test_images, test_labels = mnist(train=False)
+    batches = random_batches(len(labels), config.batch_size, config.steps, config.seed)
+    scores = np.zeros((len(config.norms), len(config.lrs)))
+    with tqdm(total=scores.size * config.steps, desc="learning-rate grid") as bar:
+        for i, norm in enumerate(config.norms):
+            for j, lr in enumerate(config.lrs):
+                model = chapter_mlp(norm, seed=config.seed)
+                train_mlp(model, images, labels, batches, lr, progress=bar)
+                scores[i, j] = accuracy(model, test_images, test_labels)
+    return {"lrs": np.array(config.lrs), "test_accuracy": scores}
 
 
-def largest_trainable_lr(lrs, scores, threshold=MAX_LR_CONFIG["trains_if_accuracy_above"]):
+def largest_trainable_lr(lrs, scores, threshold=MAX_LR_CONFIG.trains_if_accuracy_above):
     """The largest learning rate whose run reached ``threshold`` test accuracy (None if none did)."""
     good = [lr for lr, score in zip(lrs, scores) if score >= threshold]
     return max(good) if good else None
@@ -256,7 +319,7 @@ def noisy_figure():
     figure = Figure(figsize=(13, 3.4))
     left, *bands = figure.subplots(1, 4, gridspec_kw={"width_ratios": [1.4, 1, 1, 1]})
     data = {"checkpoints": result["checkpoints"]}
-    for k, (variant, ax) in enumerate(zip(config["variants"], bands)):
+    for k, (variant, ax) in enumerate(zip(config.variants, bands)):
         mean, std = result["input_mean"][k][:, 0], result["input_std"][k][:, 0]
         left.plot(result["checkpoints"], 100 * result["test_accuracy"][k], color=f"C{k}", label=variant)
         ax.fill_between(np.arange(len(mean)), mean - std, mean + std, color=f"C{k}", alpha=0.3, lw=0)
@@ -279,12 +342,12 @@ def landscape_figure():
     labels = (r"loss range $\max_s L(w - s g) - \min_s L(w - s g)$",
               r"gradient change $\max_s \|\nabla L(w - s g) - \nabla L(w)\|$")
     for key, ax, label in zip(("loss_range", "gradient_change"), axes, labels):
-        for k, norm in enumerate(config["norms"]):
+        for k, norm in enumerate(config.norms):
             ax.semilogy(result["checkpoints"], result[key][k], "o-", ms=3, label="with BN" if norm == "batch" else "no BN")
         ax.set(xlabel="training step", ylabel=label)
         ax.legend(fontsize=8)
-    multipliers = ", ".join(f"{k:g}" for k in config["step_multipliers"])
-    figure.suptitle(f"Along the gradient g of a batch: step sizes s = {multipliers} x lr (lr = {config['lr']:g})")
+    multipliers = ", ".join(f"{k:g}" for k in config.step_multipliers)
+    figure.suptitle(f"Along the gradient g of a batch: step sizes s = {multipliers} x lr (lr = {config.lr:g})")
     figure.tight_layout()
     return figure, {key: result[key] for key in ("checkpoints", "loss_range", "gradient_change")}
 
@@ -298,7 +361,7 @@ def shift_figure():
     data = {"layers": layers}
     for ax, key, label in zip(figure.subplots(1, 2), ("cosine", "l2"),
                               (r"$\cos(G_i, G'_i)$ (1: no shift)", r"$\|G_i - G'_i\|$ (0: no shift)")):
-        for k, norm in enumerate(config["norms"]):
+        for k, norm in enumerate(config.norms):
             low, median, high = np.percentile(result[key][k], (25, 50, 75), axis=0)
             name = "with BN" if norm == "batch" else "no BN"
             ax.errorbar(layers + 0.1 * (2 * k - 1), median, yerr=(median - low, high - median), fmt="o", capsize=4,
@@ -307,8 +370,8 @@ def shift_figure():
         ax.set(xticks=layers, xticklabels=[f"layer {i}" + (" (output)" if i == layers[-1] else "") for i in layers],
                ylabel=label)
         ax.legend(fontsize=8)
-    figure.suptitle(f"Gradient change of layer i when layers 1..i-1 take their step (every {config['probe_every']} "
-                    f"of {config['steps']} steps, lr {config['lr']:g})")
+    figure.suptitle(f"Gradient change of layer i when layers 1..i-1 take their step (every {config.probe_every} "
+                    f"of {config.steps} steps, lr {config.lr:g})")
     figure.tight_layout()
     return figure, data
 
@@ -319,13 +382,13 @@ def learning_rate_figure():
     figure = Figure(figsize=(5.5, 3.8))
     ax = figure.subplots()
     data = {"lrs": result["lrs"]}
-    for k, norm in enumerate(config["norms"]):
+    for k, norm in enumerate(config.norms):
         label = "with BN" if norm == "batch" else "no BN"
         ax.semilogx(result["lrs"], 100 * result["test_accuracy"][k], "o-", label=label)
         data[label] = {"test_accuracy": result["test_accuracy"][k],
                        "largest_trainable_lr": largest_trainable_lr(result["lrs"], result["test_accuracy"][k])}
-    ax.axhline(100 * config["trains_if_accuracy_above"], color="gray", ls=":", label="trains (threshold)")
-    ax.set(xlabel="learning rate", ylabel="test accuracy (%)", title=f"After {config['steps']} steps of SGD")
+    ax.axhline(100 * config.trains_if_accuracy_above, color="gray", ls=":", label="trains (threshold)")
+    ax.set(xlabel="learning rate", ylabel="test accuracy (%)", title=f"After {config.steps} steps of SGD")
     ax.legend(fontsize=8)
     figure.tight_layout()
     return figure, data

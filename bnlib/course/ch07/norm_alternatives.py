@@ -89,7 +89,7 @@ def alternatives_figure(examples=6, units=12, groups=3):
         ax.set(xlim=(0, units), ylim=(0, examples), aspect="equal", xticks=[], yticks=[],
                xlabel="units C", ylabel="examples N", title=f"{norm} norm")
     sweep = batch_size_sweep()
-    column = SWEEP_CONFIG["batch_sizes"].index(2)
+    column = SWEEP_CONFIG.batch_sizes.index(2)
     accuracies = 100 * sweep["eval_accuracy"][:, column]
     axes[3].bar(AXES, accuracies, color=["C0", "C1", "C2"])
     axes[3].set(ylabel="test accuracy (%)", title="Trained at batch size 2", ylim=(0, 100))

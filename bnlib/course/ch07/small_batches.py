@@ -18,35 +18,75 @@ normalized output in training is just +-1 (two values, centred and scaled), whil
 GroupNorm, which never look across the batch, do not care about the batch size.
 """
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
-from bnlib.course.cache import cached
+from bnlib.course.cache import Config, experiment
 from bnlib.course.ch07.network import chapter_mlp
 from bnlib.course.training import accuracy, consecutive_batches, mnist, random_batches, train_mlp
 from bnlib.normalization import EPS
 
-ACTIVATIONS_CONFIG = {"norm": "batch", "steps": 500, "batch_size": 60, "lr": 0.1, "seed": 0,
-                      "examples": 10_000, "layer": 4}
+
+@dataclass(frozen=True)
+class ActivationsRun(Config):
+    """The settings of the short run whose activations are measured: the network's ``norm``, its training,
+    and the ``examples`` first training images fed through its first ``layer`` modules."""
+
+    norm: str = "batch"
+    steps: int = 500
+    batch_size: int = 60
+    lr: float = 0.1
+    seed: int = 0
+    examples: int = 10_000
+    layer: int = 4
+
+
+@dataclass(frozen=True)
+class SweepRun(Config):
+    """The batch-size sweep's settings: each of ``norms`` trained at each of ``batch_sizes`` on ``examples``
+    training images (lr scaled with the batch, ``sweep_lr``), BN's train mode tested on the first
+    ``train_mode_test_examples`` test images."""
+
+    norms: tuple = ("batch", "layer", "group")
+    batch_sizes: tuple = (2, 4, 8, 32)
+    examples: int = 6000
+    base_lr: float = 0.5
+    base_batch: int = 32
+    seed: int = 0
+    train_mode_test_examples: int = 2000
+
+    def __post_init__(self):
+        for name in ("examples", "train_mode_test_examples"):
+            if getattr(self, name) < max(self.batch_sizes):
+                raise ValueError(f"{name} ({getattr(self, name)}) must be at least the largest batch size "
+                                 f"({max(self.batch_sizes)}), or that batch size has no batch to train or test on")
+
+
+ACTIVATIONS_CONFIG = ActivationsRun()
 NOISE_BATCH_SIZES = (2, 4, 8, 16, 32, 64, 128, 256)
 NOISE_UNITS = tuple(range(0, 100, 5))
-SWEEP_CONFIG = {"norms": ("batch", "layer", "group"), "batch_sizes": (2, 4, 8, 32), "examples": 6000,
-                "base_lr": 0.5, "base_batch": 32, "seed": 0, "train_mode_test_examples": 2000}
+SWEEP_CONFIG = SweepRun()
+
+
+@experiment("ch07_unit_activations", ActivationsRun)
+def activations_run(config):
+    """The short training run of ``unit_activations`` (cached): ``{"activations": ...}``."""
+    images, labels = mnist(train=True)
+    model = chapter_mlp(config.norm, seed=config.seed)
+    batches = random_batches(len(labels), config.batch_size, config.steps, config.seed)
+    train_mlp(model, images, labels, batches, config.lr)
+    with torch.no_grad():
+        return {"activations": model[:config.layer](images[:config.examples]).numpy()}
 
 
 def unit_activations(config=ACTIVATIONS_CONFIG):
     """Inputs of the second batch-norm layer (``model[4]``: W u of layer 2), shape (examples, 100),
     after a short training run (cached)."""
-    def compute():
-        images, labels = mnist(train=True)
-        model = chapter_mlp(config["norm"], seed=config["seed"])
-        batches = random_batches(len(labels), config["batch_size"], config["steps"], config["seed"])
-        train_mlp(model, images, labels, batches, config["lr"])
-        with torch.no_grad():
-            return {"activations": model[:config["layer"]](images[:config["examples"]]).numpy()}
-    return cached("ch07_unit_activations", config, compute)["activations"]
+    return activations_run(config)["activations"]
 
 
 def sample_batches(values, batch_size, draws, seed=0):
@@ -96,35 +136,34 @@ def normalized_value_spread(values, example, batch_size, draws=2000, seed=0):
 def sweep_lr(batch_size, config=SWEEP_CONFIG):
     """Learning rate scaled with the batch (lr = base_lr m / base_batch), so each run sees the same
     examples with the same total step length: only the batch statistics differ between runs."""
-    return config["base_lr"] * batch_size / config["base_batch"]
+    return config.base_lr * batch_size / config.base_batch
 
 
-def batch_size_sweep(config=SWEEP_CONFIG):
+@experiment("ch07_batch_size_sweep", SweepRun)
+def batch_size_sweep(config):
     """Test accuracy after training on ``examples`` images at each batch size, for each norm (cached).
 
     ``eval_accuracy[norm, size]`` uses running statistics for BN (per-example statistics for the
     others); ``train_mode_accuracy[size]`` is BN's accuracy in train mode, on test batches of the
     training size (the first ``train_mode_test_examples`` test images: a batch of 2 per forward pass is slow).
     """
-    def compute():
-        images, labels = mnist(train=True)
-        test_images, test_labels = mnist(train=False)
-        sizes = config["batch_sizes"]
-        steps = {m: config["examples"] // m for m in sizes}
-        eval_accuracy = np.zeros((len(config["norms"]), len(sizes)))
-        train_mode_accuracy = np.zeros(len(sizes))
-        with tqdm(total=len(config["norms"]) * sum(steps.values()), desc="batch-size sweep") as bar:
-            for i, norm in enumerate(config["norms"]):
-                for j, m in enumerate(sizes):
-                    model = chapter_mlp(norm, seed=config["seed"])
-                    batches = random_batches(len(labels), m, steps[m], config["seed"])
-                    train_mlp(model, images, labels, batches, sweep_lr(m, config), progress=bar)
-                    eval_accuracy[i, j] = accuracy(model, test_images, test_labels)
-                    if norm == "batch":
-                        test_batches = consecutive_batches(config["train_mode_test_examples"], m)
-                        train_mode_accuracy[j] = accuracy(model, test_images, test_labels, test_batches)
-        return {"eval_accuracy": eval_accuracy, "train_mode_accuracy": train_mode_accuracy}
-    return cached("ch07_batch_size_sweep", config, compute)
+    images, labels = mnist(train=True)
+    test_images, test_labels = mnist(train=False)
+    sizes = config.batch_sizes
+    steps = {m: config.examples // m for m in sizes}
+    eval_accuracy = np.zeros((len(config.norms), len(sizes)))
+    train_mode_accuracy = np.zeros(len(sizes))
+    with tqdm(total=len(config.norms) * sum(steps.values()), desc="batch-size sweep") as bar:
+        for i, norm in enumerate(config.norms):
+            for j, m in enumerate(sizes):
+                model = chapter_mlp(norm, seed=config.seed)
+                batches = random_batches(len(labels), m, steps[m], config.seed)
+                train_mlp(model, images, labels, batches, sweep_lr(m, config), progress=bar)
+                eval_accuracy[i, j] = accuracy(model, test_images, test_labels)
+                if norm == "batch":
+                    test_batches = consecutive_batches(config.train_mode_test_examples, m)
+                    train_mode_accuracy[j] = accuracy(model, test_images, test_labels, test_batches)
+    return {"eval_accuracy": eval_accuracy, "train_mode_accuracy": train_mode_accuracy}
 
 
 def noise_figure():
@@ -150,19 +189,19 @@ def noise_figure():
 def sweep_figure():
     """Test accuracy against batch size: BN (eval and train mode), LayerNorm, GroupNorm."""
     sweep, config = batch_size_sweep(), SWEEP_CONFIG
-    sizes = config["batch_sizes"]
+    sizes = config.batch_sizes
     figure = Figure(figsize=(5.5, 3.8))
     ax = figure.subplots()
-    for row, norm in zip(sweep["eval_accuracy"], config["norms"]):
+    for row, norm in zip(sweep["eval_accuracy"], config.norms):
         ax.plot(sizes, 100 * row, "o-", label=f"{norm} norm" + (" (eval mode)" if norm == "batch" else ""))
     ax.plot(sizes, 100 * sweep["train_mode_accuracy"], "o--", color="C0", alpha=0.6, label="batch norm (train mode)")
     ax.set_xscale("log", base=2)
     ax.minorticks_off()
     ax.set(xticks=sizes, xticklabels=[str(m) for m in sizes], xlabel="batch size", ylabel="test accuracy (%)",
-           title=f"{config['examples']:,} training examples, lr scaled with batch")
+           title=f"{config.examples:,} training examples, lr scaled with batch")
     ax.legend(fontsize=8)
     figure.tight_layout()
-    data = {"batch_sizes": sizes, "norms": config["norms"], "eval_accuracy": sweep["eval_accuracy"],
+    data = {"batch_sizes": sizes, "norms": config.norms, "eval_accuracy": sweep["eval_accuracy"],
             "batch_norm_train_mode_accuracy": sweep["train_mode_accuracy"]}
     return figure, data
 

@@ -9,6 +9,7 @@ records the test accuracy along the way: the paper's claim that BN allows much h
 (Ioffe & Szegedy 2015, section 3.3), tried on convolutions.
 """
 
+from dataclasses import dataclass
 from types import SimpleNamespace
 
 import numpy as np
@@ -16,7 +17,7 @@ import torch
 from torch import nn
 
 from bnlib import BatchNorm2d
-from bnlib.course.cache import cached
+from bnlib.course.cache import Config, experiment
 from bnlib.course.parallel import run_in_processes
 from bnlib.course.training import accuracy, mnist, random_batches, train_mlp
 
@@ -38,8 +39,29 @@ class ConvNet(nn.Module):
         return self.fc(x.flatten(1))
 
 
-SWEEP = {"lrs": (0.03, 0.1, 0.3, 1.0, 3.0), "steps": 300, "batch_size": 64, "eval_every": 25,
-         "test_examples": 2_000, "target": 0.9, "seed": 0}
+@dataclass(frozen=True)
+class LrSweepRun(Config):
+    """The learning-rate sweep's settings: both nets trained at each of ``lrs`` on the same batches, tested on
+    the first ``test_examples`` test digits every ``eval_every`` steps; ``sweep_table`` reports the first
+    step at which each reached the accuracy ``target``."""
+
+    lrs: tuple = (0.03, 0.1, 0.3, 1.0, 3.0)
+    steps: int = 300
+    batch_size: int = 64
+    eval_every: int = 25
+    test_examples: int = 2_000
+    target: float = 0.9
+    seed: int = 0
+
+    def __post_init__(self):
+        if not 1 <= self.eval_every <= self.steps:
+            raise ValueError(f"eval_every must be between 1 and steps ({self.steps}), so that the nets are tested "
+                             f"at least once; got {self.eval_every}")
+        if not 0 < self.target <= 1:
+            raise ValueError(f"target is a test accuracy, a fraction between 0 and 1 (0.9 for 90%); got {self.target}")
+
+
+SWEEP = LrSweepRun()
 
 
 def channel_statistics(net, images):
@@ -77,15 +99,15 @@ def train_conv(batch_norm, lr, config, report=None):
     """Train one net with plain SGD (``train_mlp``): the test accuracy every ``eval_every`` steps, whether the
     loss ever became infinite or NaN, and the final weights. ``report(n)``, if given, hears of every step."""
     images, labels = images_2d(True)
-    test_images, test_labels = (t[:config["test_examples"]] for t in images_2d(False))
-    net, accuracies = conv_net(batch_norm, config["seed"]), []
+    test_images, test_labels = (t[:config.test_examples] for t in images_2d(False))
+    net, accuracies = conv_net(batch_norm, config.seed), []
 
     def evaluate_now(step):  # a net whose outputs are NaN predicts class 0 everywhere: about 10% right
         accuracies.append(accuracy(net, test_images, test_labels))
 
-    batches = random_batches(len(labels), config["batch_size"], config["steps"], config["seed"])
+    batches = random_batches(len(labels), config.batch_size, config.steps, config.seed)
     losses = train_mlp(net, images, labels, batches, lr, on_checkpoint=evaluate_now,
-                       checkpoints=range(config["eval_every"], config["steps"] + 1, config["eval_every"]),
+                       checkpoints=range(config.eval_every, config.steps + 1, config.eval_every),
                        progress=None if report is None else SimpleNamespace(update=report))
     return {"accuracy": np.array(accuracies), "diverged": not np.isfinite(losses).all(),
             "state": {k: v.clone() for k, v in net.state_dict().items()}}
@@ -93,27 +115,26 @@ def train_conv(batch_norm, lr, config, report=None):
 
 def sweep_version(batch_norm, config, report=None):  # one process: the plain net's runs, or the BN net's
     """Every learning rate of the sweep for one version of the net."""
-    return [train_conv(batch_norm, lr, config, report) for lr in config["lrs"]]
+    return [train_conv(batch_norm, lr, config, report) for lr in config.lrs]
 
 
-def lr_sweep(config=SWEEP, progress=True):
+@experiment("ch08_lr_sweep", LrSweepRun)
+def lr_sweep(config, progress=True):
     """Both nets at every learning rate, one process each (cached): ``accuracy`` (2, lrs, evals) for
     (plain, BN), ``diverged`` (2, lrs), ``steps`` (evals,), and each run's final weights
-    (``plain_state_<lr>_<name>``, ``bn_state_<lr>_<name>``)."""
-    def compute():
-        runs = run_in_processes([(sweep_version, (batch_norm, config)) for batch_norm in (False, True)],
-                                total=2 * len(config["lrs"]) * config["steps"], desc="learning-rate sweep",
-                                progress=progress)
-        result = {"steps": np.arange(1, config["steps"] // config["eval_every"] + 1) * config["eval_every"],
-                  "lrs": np.array(config["lrs"]),
-                  "accuracy": np.array([[run["accuracy"] for run in version] for version in runs]),
-                  "diverged": np.array([[run["diverged"] for run in version] for version in runs])}
-        for version, name in zip(runs, ("plain", "bn")):
-            for lr, run in zip(config["lrs"], version):
-                for key, value in run["state"].items():
-                    result[f"{name}_state_{lr}_{key}"] = value.numpy()
-        return result
-    return cached("ch08_lr_sweep", config, compute)
+    (``plain_state_<lr>_<name>``, ``bn_state_<lr>_<name>``). ``config``: a ``LrSweepRun``, by default ``SWEEP``."""
+    runs = run_in_processes([(sweep_version, (batch_norm, config)) for batch_norm in (False, True)],
+                            total=2 * len(config.lrs) * config.steps, desc="learning-rate sweep",
+                            progress=progress)
+    result = {"steps": np.arange(1, config.steps // config.eval_every + 1) * config.eval_every,
+              "lrs": np.array(config.lrs),
+              "accuracy": np.array([[run["accuracy"] for run in version] for version in runs]),
+              "diverged": np.array([[run["diverged"] for run in version] for version in runs])}
+    for version, name in zip(runs, ("plain", "bn")):
+        for lr, run in zip(config.lrs, version):
+            for key, value in run["state"].items():
+                result[f"{name}_state_{lr}_{key}"] = value.numpy()
+    return result
 
 
 def trained_net(sweep, batch_norm=True, lr=0.1):
@@ -130,7 +151,7 @@ def steps_to(accuracy, steps, target):
     return int(steps[reached[0]]) if len(reached) else None
 
 
-def sweep_table(sweep, target=SWEEP["target"]):
+def sweep_table(sweep, target=SWEEP.target):
     """Rows (lr, version, steps to target or None, final accuracy, diverged), for both versions at each lr."""
     return [(float(lr), version, steps_to(sweep["accuracy"][v, i], sweep["steps"], target),
              float(sweep["accuracy"][v, i, -1]), bool(sweep["diverged"][v, i]))

@@ -47,16 +47,16 @@ def recalibration_figure(result=None):
     result = recalibration() if result is None else result
     figure = Figure(figsize=(8.4, 3.4), layout="constrained")
     ax = figure.add_subplot()
-    positions = np.arange(len(RECALIBRATE["batches"]))
-    for row, (kind, level) in enumerate(RECALIBRATE["shifts"]):
+    positions = np.arange(len(RECALIBRATE.batches))
+    for row, (kind, level) in enumerate(RECALIBRATE.shifts):
         line, = ax.plot(positions, result["accuracy"][row], "o-", ms=3, label=f"{kind} {level:g}")
         ax.axhline(result["plain_accuracy"][row], color=line.get_color(), linestyle=":", linewidth=1)
-    ax.set_xticks(positions, [str(k) for k in RECALIBRATE["batches"]])
+    ax.set_xticks(positions, [str(k) for k in RECALIBRATE.batches])
     ax.set(xlabel="recalibration batches of 64 unlabeled shifted digits (0: the statistics from training)",
            ylabel="test accuracy, shifted digits", ylim=(0, 1),
            title="BN net recalibrated (solid) and the plain net (dotted), per shift")
     ax.legend(fontsize=8, ncol=3, loc="lower right")
-    return figure, {"batches": RECALIBRATE["batches"], "shifts": [f"{k} {v:g}" for k, v in RECALIBRATE["shifts"]],
+    return figure, {"batches": RECALIBRATE.batches, "shifts": [f"{k} {v:g}" for k, v in RECALIBRATE.shifts],
                     "accuracy": result["accuracy"], "plain_accuracy": result["plain_accuracy"]}
 
 
