@@ -200,7 +200,8 @@ PRECISION = ("Your answer agrees only to about 4 significant digits, the precisi
 
 
 def check_close(answer, expected, praise, hint, mistakes=(), rtol=1e-9, atol=1e-12):
-    """``answer`` (from ``call``) must have the shape of ``expected`` and be ``close`` to it. Otherwise the hint
+    """``answer`` (from ``call``) must have the shape of ``expected`` and be ``close`` to it (then ``praise`` is
+    printed, unless None: one part of a larger answer passes silently). Otherwise the hint
     of the first of ``mistakes`` (pairs: the value a mistake computes, or a function computing it when asked;
     its hint) that ``answer`` reproduces, the precision hint for an answer right to float32's precision, else
     ``hint``."""
@@ -209,7 +210,7 @@ def check_close(answer, expected, praise, hint, mistakes=(), rtol=1e-9, atol=1e-
     if numbers(answer).shape != expected.shape:
         not_yet(f"Your answer has shape {numbers(answer).shape}; it should have shape {expected.shape}.")
     if close(answer, expected, rtol, atol):
-        return passed(praise)
+        return None if praise is None else passed(praise)
     for mistake, text in mistakes:
         if close(answer, mistake() if callable(mistake) else mistake, rtol, atol):
             not_yet(text)
