@@ -132,3 +132,12 @@ def test_check_close_passes_the_expected_and_names_mistakes_precision_and_shape(
     refused(judge, np.array([1.0, 2.0, 3.5]), "the generic hint")
     refused(judge, np.array([1.0, 2.0]), "shape (3,)")
     refused(judge, np.array([[1.0, 2.0, 3.0]]), "shape (3,)")
+
+
+@pytest.mark.parametrize("edit", [lambda batches: batches[0].mul_(0), lambda batches: batches.pop(),
+                                  lambda batches: batches[0].__setitem__(0, 5.0)])
+def test_an_edit_inside_a_list_of_inputs_is_refused(edit):
+    batches = [torch.ones(2, 3), torch.zeros(2, 3)]
+    refused(lambda f: checks.run(f, batches), lambda b: (edit(b), 1.0)[1], "changed its argument 1 (list) in place")
+    assert torch.equal(batches[1], torch.zeros(2, 3)) and len(batches) == 2
+    assert checks.run(lambda b: sum(batch.sum() for batch in b), batches) == 6.0

@@ -90,7 +90,10 @@ def check(function):
 
 
 def snapshot(value):
-    """A copy of ``value`` to compare with later: arrays, tensors and modules (their state), or None."""
+    """A copy of ``value`` to compare with later: arrays, tensors and modules (their state), lists and tuples of
+    them, or None."""
+    if isinstance(value, (list, tuple)):
+        return [snapshot(item) for item in value]
     if isinstance(value, (np.ndarray, torch.Tensor)):
         return value.copy() if isinstance(value, np.ndarray) else value.detach().clone()
     if isinstance(value, torch.nn.Module):
@@ -102,6 +105,8 @@ def unchanged(value, before):
     """Whether ``value`` still equals its ``snapshot``."""
     if before is None:
         return True
+    if isinstance(before, list):
+        return len(value) == len(before) and all(unchanged(item, old) for item, old in zip(value, before))
     if isinstance(value, torch.nn.Module):
         state = value.state_dict()
         return state.keys() == before.keys() and all(torch.equal(state[k], before[k]) for k in before)
