@@ -103,3 +103,41 @@ def test_a_prediction_must_be_one_of_the_choices_and_a_value_a_finite_number():
     refused(lambda answer: checks.check_value(answer, 1.0, "", [], "hint"), float("nan"), "single finite number")
     refused(lambda answer: checks.check_value(answer, 1.0, "", [(2.0, "the mistake")], "hint"), 2.0, "the mistake")
     checks.check_value(1.0 + 1e-9, 1.0, "praise", [], "hint")
+
+
+def test_tensors_and_none_are_compared_by_their_values():
+    tensor = torch.ones(2, requires_grad=True) * 2
+    assert checks.close(tensor, [2.0, 2.0]) and checks.largest_difference(tensor, np.array([2.0, 1.5])) == 0.5
+    assert checks.largest_difference(None, [1.0]) == math.inf and not checks.close(None, None)
+
+
+def test_a_tensor_inside_a_graph_is_passed_itself_and_an_in_place_edit_of_it_is_refused():
+    leaf = torch.ones(3, dtype=torch.float64, requires_grad=True)
+    x = leaf * 2
+    assert checks.run(lambda z: z.grad_fn is x.grad_fn and z is x, x)
+    refused(lambda f: checks.run(f, x), lambda z: z.sub_(z.mean()), "changed its argument 1 (Tensor) in place")
+
+
+def judge(answer, mistakes=()):
+    checks.check_close(answer, np.array([1.0, 2.0, 3.0]), "fine", "the generic hint",
+                       mistakes=mistakes + ((np.array([2.0, 4.0, 6.0]), "doubled"), (lambda: np.zeros(3), "zero")))
+
+
+def test_check_close_passes_the_expected_and_names_mistakes_precision_and_shape(capsys):
+    judge(np.array([1.0, 2.0, 3.0]))
+    assert capsys.readouterr().out == "Correct. fine\n"
+    refused(judge, np.array([2.0, 4.0, 6.0]), "doubled")
+    refused(judge, np.zeros(3), "zero")
+    refused(judge, np.array([1.0, 2.0, 3.0], dtype=np.float32) + np.float32(1e-6), "float32")
+    refused(judge, np.array([1.0, 2.0, 3.5]), "the generic hint")
+    refused(judge, np.array([1.0, 2.0]), "shape (3,)")
+    refused(judge, np.array([[1.0, 2.0, 3.0]]), "shape (3,)")
+
+
+@pytest.mark.parametrize("edit", [lambda batches: batches[0].mul_(0), lambda batches: batches.pop(),
+                                  lambda batches: batches[0].__setitem__(0, 5.0)])
+def test_an_edit_inside_a_list_of_inputs_is_refused(edit):
+    batches = [torch.ones(2, 3), torch.zeros(2, 3)]
+    refused(lambda f: checks.run(f, batches), lambda b: (edit(b), 1.0)[1], "changed its argument 1 (list) in place")
+    assert torch.equal(batches[1], torch.zeros(2, 3)) and len(batches) == 2
+    assert checks.run(lambda b: sum(batch.sum() for batch in b), batches) == 6.0

@@ -14,6 +14,8 @@ What makes a check trustworthy is shared here, so that every check gets it:
   refused (NaN never compares as close).
 - ``close`` and ``largest_difference`` compare arrays; NaN is never close and its difference is infinite.
 - ``one_layer`` refuses a composition (``nn.Sequential``, a function) where one layer of a kind was asked.
+- ``check_close`` judges an array answer: the expected value passes; a known mistake gets its hint; an answer
+  right only to float32's precision gets a hint about precision, not about the formula.
 - ``@check`` turns an exception the learner's answer provokes inside the check (a module without a weight, a
   value of the wrong kind) into a hint instead of a traceback.
 """
@@ -88,7 +90,10 @@ def check(function):
 
 
 def snapshot(value):
-    """A copy of ``value`` to compare with later: arrays, tensors and modules (their state), or None."""
+    """A copy of ``value`` to compare with later: arrays, tensors and modules (their state), lists and tuples of
+    them, or None."""
+    if isinstance(value, (list, tuple)):
+        return [snapshot(item) for item in value]
     if isinstance(value, (np.ndarray, torch.Tensor)):
         return value.copy() if isinstance(value, np.ndarray) else value.detach().clone()
     if isinstance(value, torch.nn.Module):
@@ -100,11 +105,21 @@ def unchanged(value, before):
     """Whether ``value`` still equals its ``snapshot``."""
     if before is None:
         return True
+    if isinstance(before, list):
+        return len(value) == len(before) and all(unchanged(item, old) for item, old in zip(value, before))
     if isinstance(value, torch.nn.Module):
         state = value.state_dict()
         return state.keys() == before.keys() and all(torch.equal(state[k], before[k]) for k in before)
     equal = np.array_equal if isinstance(value, np.ndarray) else torch.equal
     return bool(equal(value if isinstance(value, np.ndarray) else value.detach(), before))
+
+
+def copied(value):
+    """A deep copy of ``value``; a tensor inside an autograd graph (not a leaf) is itself, as a copy would leave
+    the graph (an in-place edit of it is still seen, by its snapshot)."""
+    if isinstance(value, torch.Tensor) and value.grad_fn is not None:
+        return value
+    return copy.deepcopy(value)
 
 
 def run(function, *args, returns="the result", may_change=()):
@@ -117,7 +132,7 @@ def run(function, *args, returns="the result", may_change=()):
         not_yet(UNANSWERED)
     if not callable(function):
         not_yet(f"Pass your function itself, not its result (got {type(function).__name__}).")
-    given = [arg if i in may_change else copy.deepcopy(arg) for i, arg in enumerate(args)]
+    given = [arg if i in may_change else copied(arg) for i, arg in enumerate(args)]
     before = [None if i in may_change else snapshot(arg) for i, arg in enumerate(given)]
     try:
         value = function(*given)
@@ -160,9 +175,16 @@ def call(function, *args, may_change=()):
     return as_array(run(function, *args, may_change=may_change))
 
 
+def numbers(value):
+    """``value`` (an array, a tensor, possibly in a graph, a number, or None) as a float64 array; None is NaN."""
+    return np.asarray(value.detach() if isinstance(value, torch.Tensor) else np.nan if value is None else value,
+                      dtype=np.float64)
+
+
 def largest_difference(a, b):
-    """max |a - b| over every entry, infinite when the shapes differ or either holds NaN (never 0 for NaN)."""
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    """max |a - b| over every entry, infinite when the shapes differ or either holds NaN (never 0 for NaN); a
+    tensor counts by its values, None as NaN."""
+    a, b = numbers(a), numbers(b)
     if a.shape != b.shape:
         return math.inf
     if a.size == 0:
@@ -173,8 +195,32 @@ def largest_difference(a, b):
 
 def close(a, b, rtol=1e-9, atol=1e-12):
     """Whether ``a`` and ``b`` have one shape and agree entry by entry within ``atol + rtol |b|``; NaN never does."""
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    a, b = numbers(a), numbers(b)
     return a.shape == b.shape and bool(np.all(np.abs(a - b) <= atol + rtol * np.abs(b)))
+
+
+FLOAT32 = {"rtol": 1e-4, "atol": 1e-6}  # where an answer computed in float32 lands, around O(1) values
+PRECISION = ("Your answer agrees only to about 4 significant digits, the precision of float32: compute in float64 "
+             "(numpy's default; torch.float64), or keep the dtype of the data you are given.")
+
+
+def check_close(answer, expected, praise, hint, mistakes=(), rtol=1e-9, atol=1e-12):
+    """``answer`` (from ``call``) must have the shape of ``expected`` and be ``close`` to it (then ``praise`` is
+    printed, unless None: one part of a larger answer passes silently). Otherwise the hint
+    of the first of ``mistakes`` (pairs: the value a mistake computes, or a function computing it when asked;
+    its hint) that ``answer`` reproduces, the precision hint for an answer right to float32's precision, else
+    ``hint``."""
+    __tracebackhide__ = True  # noqa: F841
+    expected = numbers(expected)
+    if numbers(answer).shape != expected.shape:
+        not_yet(f"Your answer has shape {numbers(answer).shape}; it should have shape {expected.shape}.")
+    if close(answer, expected, rtol, atol):
+        return None if praise is None else passed(praise)
+    for mistake, text in mistakes:
+        if close(answer, mistake() if callable(mistake) else mistake, rtol, atol):
+            not_yet(text)
+    scale = float(np.abs(expected).max(initial=0.0))
+    not_yet(PRECISION if close(answer, expected, FLOAT32["rtol"], FLOAT32["atol"] * max(scale, 1.0)) else hint)
 
 
 def one_layer(answer, kind, what):

@@ -3,12 +3,16 @@
 Both modules start from the same random weight and bias, see the same few training batches (with
 random upstream gradients, since a sum of outputs would hide a wrong backward), then one batch in
 eval mode. We record the largest absolute difference of the outputs, of the gradients with respect to
-the input, weight and bias, and of the running statistics.
+the input, weight and bias, and of the running statistics, after each training batch and after the eval
+batch too (which must leave them alone). A difference is infinite where either side holds NaN or lacks a
+gradient (``bnlib.course.checks.largest_difference``): a max over differences would report 0 for NaN.
+Each module gets its own copy of every input, so that one editing it in place cannot change the other's.
 """
 
 import torch
 
 from bnlib import layers
+from bnlib.course.checks import largest_difference
 
 SHAPES = {"BatchNorm1d": (32, 6), "BatchNorm2d": (8, 4, 5, 5)}
 QUANTITIES = ("output", "input gradient", "weight gradient", "bias gradient", "running_mean", "running_var",
@@ -27,7 +31,7 @@ def side_by_side(ours, theirs, shape, steps=3, seed=0):
     worst = dict.fromkeys(QUANTITIES, 0.0)
 
     def note(key, a, b):
-        worst[key] = max(worst[key], (a - b).abs().max().item())
+        worst[key] = max(worst[key], largest_difference(a, b))
 
     ours.train(), theirs.train()
     for _ in range(steps):
@@ -47,7 +51,9 @@ def side_by_side(ours, theirs, shape, steps=3, seed=0):
     ours.eval(), theirs.eval()
     x = 3 + 2 * torch.randn(shape, generator=generator, dtype=dtype)
     with torch.no_grad():
-        note("eval output", ours(x), theirs(x))
+        note("eval output", ours(x.clone()), theirs(x.clone()))
+    note("running_mean", ours.running_mean, theirs.running_mean)
+    note("running_var", ours.running_var, theirs.running_var)
     return worst
 
 

@@ -7,11 +7,13 @@ import torch
 from bnlib.course.ch03 import batch_coupling
 from bnlib.course.ch03.against_torch import side_by_side
 from bnlib.course.ch03.step_by_step import TINY_BATCH
-from bnlib.course.checks import NotYet, call, check_choice, not_yet, verdict
+from bnlib.course.ch03.simple_layer import BatchNorm1d
+from bnlib.course.checks import PRECISION, UNANSWERED, call, check, check_choice, check_close, not_yet, run, verdict
 from bnlib.gradient_check import TOLERANCE, numeric_gradient, upstream_gradient
-from bnlib.normalization import batch_norm_forward
+from bnlib.normalization import EPS, batch_norm_forward
 
 COUPLING_MOVE, SMALL_BATCH, LARGE_BATCH = 8.0, 8, 128
+EVAL_EPS = 0.5  # an eps far from the default, which the running variances (down to 0.01) cannot hide
 
 
 def eval_case(seed=5):
@@ -21,54 +23,130 @@ def eval_case(seed=5):
     return x, rng.uniform(0.5, 2, 3), rng.normal(size=3), np.array([1.0, 0.5, 9.0]), np.array([2.0, 4.0, 0.01])
 
 
-def check_eval_forward(batch_norm_eval):
-    """``batch_norm_eval(x, gamma, beta, running_mean, running_var, eps)`` against torch's eval-mode batch norm."""
-    __tracebackhide__ = True  # noqa: F841
-    x, gamma, beta, running_mean, running_var = eval_case()
-    eps = 1e-3
-    answer = call(batch_norm_eval, x, gamma, beta, running_mean, running_var, eps)
-    tensors = [torch.from_numpy(a) for a in (x, running_mean, running_var, gamma, beta)]
-    expected = torch.nn.functional.batch_norm(*tensors[:3], *tensors[3:], training=False, eps=eps).numpy()
-    if answer.shape != x.shape:
-        not_yet(f"The output has the shape of x, {x.shape}; yours has shape {answer.shape}.")
-    mistakes = [
+def eval_formula(x, gamma, beta, mean, var, eps):
+    """Batch norm with the statistics ``mean`` and ``var``: gamma (x - mean) / sqrt(var + eps) + beta."""
+    return gamma * (x - mean) / np.sqrt(var + eps) + beta
+
+
+def eval_mistakes(x, gamma, beta, running_mean, running_var, eps, given):
+    """(what a common mistake returns for eval-mode batch norm with this ``eps``; its hint). ``given``: whether
+    the check passed eps, or left the default."""
+    other_eps = [(eps_, "You ignored the eps argument: use the eps you are given, not a fixed value.")
+                 for eps_ in (EPS, 1e-3, 0.0) if given and eps_ != eps]
+    other_eps += [(eps_, f"Keep the default eps=EPS ({EPS:g}), torch's; yours is {eps_:g}.")
+                  for eps_ in (1e-3, 1e-8, 0.0) if not given]
+    return [(eval_formula(x, gamma, beta, running_mean, running_var, eps_), hint) for eps_, hint in other_eps] + [
         (batch_norm_forward(x, gamma, beta, eps)[0],
          "You normalized with the batch's own mean and variance: eval mode uses the running statistics."),
+        (eval_formula(x, gamma, beta, x.mean(axis=0), running_var, eps),
+         "You centered with the batch's own mean: eval mode uses running_mean."),
+        (eval_formula(x, gamma, beta, running_mean, x.var(axis=0), eps),
+         "You scaled with the batch's own variance: eval mode uses running_var."),
         (gamma * (x - running_mean) / (running_var + eps) + beta,
          "You divided by the variance: divide by the square root of (running_var + eps)."),
         (gamma * (x - running_mean) / (np.sqrt(running_var) + eps) + beta,
          "eps goes inside the square root: sqrt(running_var + eps)."),
         ((x - running_mean) / np.sqrt(running_var + eps),
          "Normalized, but not scaled and shifted: multiply by gamma and add beta."),
+        (gamma * ((x - running_mean) / np.sqrt(running_var + eps) + beta),
+         "You multiplied the shift by gamma too: scale the normalized x by gamma, then add beta."),
+        (eval_formula(x, beta, gamma, running_mean, running_var, eps),
+         "gamma and beta are swapped: gamma scales, beta shifts (mind the order of the arguments)."),
+        (eval_formula(x, gamma, beta, running_var, running_mean, eps),
+         "running_mean and running_var are swapped: mind the order of the arguments."),
     ]
-    for wrong, hint in mistakes:
-        if np.allclose(answer, wrong, rtol=1e-9, atol=1e-12):
-            not_yet(hint)
-    verdict(np.allclose(answer, expected, rtol=1e-10, atol=1e-12),
-            "Your eval-mode batch norm equals torch's (F.batch_norm with training=False).",
-            "Compare with the eval branch of the notebook's BatchNorm1d: (x - running_mean) / sqrt(running_var + "
-            "eps), then gamma and beta.")
 
 
+@check
+def check_eval_forward(batch_norm_eval):
+    """``batch_norm_eval(x, gamma, beta, running_mean, running_var, eps)`` against torch's eval-mode batch norm,
+    called with its default eps and with another one."""
+    __tracebackhide__ = True  # noqa: F841
+    case = eval_case()
+    for eps in (None, EVAL_EPS):
+        answer = call(batch_norm_eval, *case, *([] if eps is None else [eps]))
+        used = EPS if eps is None else eps
+        tensors = [torch.from_numpy(a) for a in case]
+        expected = torch.nn.functional.batch_norm(tensors[0], *tensors[3:], *tensors[1:3], training=False,
+                                                  eps=used).numpy()
+        check_close(answer, expected, None if eps is None else
+                    "Your eval-mode batch norm equals torch's (F.batch_norm with training=False), for the default "
+                    "eps and another one.",
+                    "Compare with the eval branch of the notebook's BatchNorm1d: (x - running_mean) / "
+                    "sqrt(running_var + eps), then gamma and beta.",
+                    eval_mistakes(*case, used, eps is not None), rtol=1e-10)
+
+
+class WithoutPermute(BatchNorm1d):
+    """The usual mistake: x.reshape(-1, C) straight from (N, C, H, W), which mixes the channels."""
+
+    def forward(self, x):
+        return super().forward(x.reshape(-1, x.shape[1])).reshape(x.shape)
+
+
+class NotPermutedBack(BatchNorm1d):
+    """Permuted on the way in, only reshaped on the way out: the pixels land in the wrong places."""
+
+    def forward(self, x):
+        return super().forward(x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])).reshape(x.shape)
+
+
+LAYOUT_MISTAKES = [
+    (WithoutPermute, "Each channel's statistics are over N, H and W: x.reshape(-1, C) alone mixes the channels; "
+                     "move the channels last (permute) before reshaping to (N*H*W, C)."),
+    (NotPermutedBack, "The statistics are right, but the result is not turned back: it is (N*H*W, C), one row per "
+                      "pixel, so undo both steps, the reshape and then the permute."),
+]
+MODULE_PARTS = ("weight", "bias", "running_mean", "running_var")
+
+
+def fresh(module_class):
+    """``module_class(4)`` in float64, refused with a hint when it lacks batch norm's parameters and buffers."""
+    __tracebackhide__ = True  # noqa: F841
+    module = run(module_class, 4, returns="a module")
+    missing = [name for name in MODULE_PARTS if not isinstance(getattr(module, name, None), torch.Tensor)]
+    if not isinstance(module, torch.nn.Module) or missing:
+        not_yet(f"{type(module).__name__}(4) lacks {', '.join(missing) or 'torch.nn.Module'}: subclass the "
+                "notebook's BatchNorm1d and keep its __init__, so that the module has its weight, bias and running "
+                "statistics.")
+    module.register_forward_pre_hook(lambda _, inputs: setattr(module, "_check_input", inputs[0].detach().clone()))
+    module.register_forward_hook(refuse_an_edited_input)
+    return module.double()
+
+
+def refuse_an_edited_input(module, inputs, output):
+    """A forward hook: the input must still be what the pre-hook saw."""
+    __tracebackhide__ = True  # noqa: F841
+    if not torch.equal(inputs[0].detach(), module._check_input):
+        not_yet("Your forward changed its input x in place: compute into new tensors and leave x as it is.")
+
+
+def differences(module_class, theirs):
+    """``side_by_side`` of a fresh ``module_class(4)`` with ``theirs``, the learner's errors made hints."""
+    __tracebackhide__ = True  # noqa: F841
+    return run(lambda: side_by_side(fresh(module_class), theirs, (8, 4, 5, 5)), returns="a module's output")
+
+
+@check
 def check_batchnorm2d(module_class):
-    """``module_class(C)``, a BatchNorm2d made of the notebook's BatchNorm1d, against ``torch.nn.BatchNorm2d``."""
+    """``module_class(C)``, a BatchNorm2d made of the notebook's BatchNorm1d, against ``torch.nn.BatchNorm2d``:
+    outputs, gradients, and running statistics after training batches and after an eval-mode batch."""
     __tracebackhide__ = True  # noqa: F841
     if module_class is None:
-        not_yet("Fill in your class first.")
-    try:
-        module = module_class(4).double()
-        worst = side_by_side(module, torch.nn.BatchNorm2d(4).double(), (8, 4, 5, 5))
-    except NotImplementedError:
-        not_yet("Your forward is not written yet: replace `raise NotImplementedError()` by its body.")
-    except Exception as err:  # the learner's code: a hint, with their traceback chained
-        raise NotYet(f"Not yet. Your module raised {type(err).__name__}: {err}") from err
+        not_yet(UNANSWERED)
+    if isinstance(module_class, torch.nn.Module):
+        not_yet("Pass your class itself, not a module made from it: the check makes its own, with 4 channels.")
+    worst = differences(module_class, torch.nn.BatchNorm2d(4).double())
     if worst["output"] > 1e-10:
-        not_yet(f"The outputs differ from torch's by up to {worst['output']:.2g}. Each channel's statistics are "
-                "over N, H and W: move the channels last (permute) before reshaping to (N*H*W, C), and back after.")
+        layout = next((hint for mistake, hint in LAYOUT_MISTAKES
+                       if differences(module_class, mistake(4).double())["output"] <= 1e-10), None)
+        not_yet(layout or (PRECISION if worst["output"] < 1e-4 else
+                           f"The outputs differ from torch's by up to {worst['output']:.2g}. Turn the (N, C, H, W) "
+                           "input into (N*H*W, C), one row per pixel, call the 1d forward, and turn the result back."))
     bad = [name for name, difference in worst.items() if difference > 1e-10]
     verdict(not bad, "Outputs, gradients and running statistics equal torch.nn.BatchNorm2d's in float64.",
-            f"The outputs are right but these differ from torch's: {', '.join(bad)}. Reuse the 1d module's "
-            "forward, which updates the running statistics, once per call.")
+            f"The training outputs are right but these differ from torch's: {', '.join(bad)}. Reuse the 1d "
+            "module's forward, which updates the running statistics in training mode only, once per call.")
 
 
 def forgetting_the_mean(dout, cache):
