@@ -33,8 +33,15 @@ def test_readout_mean_is_beta_and_std_is_gamma(explorer):
 def test_saturation_fraction():
     y = np.array([-5.0, -1.0, 0.0, 3.9, 4.1, 10.0])
     assert gamma_beta_readout(y)["saturated"] == pytest.approx(3 / 6)
-    assert SATURATION == 4.0
     assert pre_activations().std() > 3  # the raw unit is far from normalized
+
+
+def test_saturation_is_where_the_sigmoid_is_flat_as_its_comment_says():
+    """Beyond |y| = SATURATION the sigmoid is within 0.018 of 0 or 1, and its slope under 1/14 of its peak 1/4."""
+    s = 1 / (1 + np.exp(-SATURATION))
+    assert 1 - s < 0.018 and s * (1 - s) < 0.25 / 14
+    s = 1 / (1 + np.exp(-0.9 * SATURATION))  # and not much before: the bound is tight
+    assert 1 - s > 0.018
 
 
 def test_sliders_move_the_unit_into_and_out_of_saturation(explorer):
