@@ -18,7 +18,7 @@ import pytest
 from bs4 import BeautifulSoup
 from PIL import Image
 
-from bnlib.course.classroom import course_notebooks, folded_solution, solved, source
+from bnlib.course.classroom import course_notebooks, folded_solution, source
 from bnlib.site import build
 from bnlib.site.__main__ import chosen, main
 from bnlib.site.pages import WIDGET, is_exercise, page_name, static_outputs, title
@@ -148,6 +148,11 @@ def test_bad_input_is_refused_with_a_reason(tmp_path, capsys):
         build.build_site([FIRST], tmp_path, run=fake_run)
     assert (tmp_path / "a_file").read_text() == "mine" and not (tmp_path / "index.html").exists()
     assert chosen(["01_input_normalization", "notebooks/02_internal_covariate_shift.ipynb"])[0] == FIRST
+    untitled = tmp_path / "untitled" / "10_untitled.ipynb"
+    untitled.parent.mkdir()
+    untitled.write_text(FIRST.read_text().replace('"# 01 · Input normalization', '"Input normalization'))
+    with pytest.raises(ValueError, match="10_untitled.ipynb does not start with .* its title"):
+        build.build_site([untitled], tmp_path / "site", run=fake_run)
 
 
 def in_ci():
@@ -186,6 +191,8 @@ def offline_view(context, page_path):
         math: document.querySelectorAll('.MathJax, .MathJax_Display').length,
         mathErrors: document.querySelectorAll('.MathJax_Error, merror').length,
         pictures: [...document.querySelectorAll('.bn-static-explorer img')].map(img => img.naturalWidth),
+        folded: document.querySelectorAll('details:not([open])').length,
+        unfolded: document.querySelectorAll('details[open]').length,
         images: [...document.images].map(img => img.naturalWidth)})""")
     page.close()
     return seen, blocked, [url for url in failed if url not in blocked and url != "about:blank"]
@@ -217,3 +224,5 @@ def test_chapter_01_published_works_offline_in_chromium(tmp_path, chromium):
             assert len(seen["pictures"]) == 1 and seen["pictures"][0] > 0, "the explorer's picture"
             assert "Interactive in the notebook: open 01_input_normalization.ipynb" in seen["text"]
             assert "BEGIN SOLUTION" not in seen["text"] and "Correct." not in seen["text"]
+            assert not [line for line in solutions_of(FIRST) if line in seen["text"]], "a solution in view"
+            assert (seen["folded"], seen["unfolded"]) == ((4, 0) if site == "instructor" else (0, 0))

@@ -10,6 +10,12 @@ accessibility ones (``a11y``, 3.7 MB, which only the math's context menu may ask
 import shutil
 from pathlib import Path
 
+import jupyter_server_mathjax
+import nbformat
+from jinja2 import DictLoader
+from nbclient import NotebookClient
+from nbconvert import HTMLExporter
+
 from bnlib.course.classroom import solved
 from bnlib.site.pages import contents, linked, nav, page_name, page_notebook, title
 
@@ -48,25 +54,17 @@ MathJax.Hub.Config({"HTML-CSS": {availableFonts: [], webFont: "STIX-Web", imageF
 
 
 def read(notebook):
-    import nbformat
-
     return nbformat.read(notebook, as_version=4)
 
 
 def execute(notebook, folder):
     """``notebook`` (a dict) run top to bottom in a fresh kernel, in ``folder``; returns the executed copy."""
-    import nbformat
-    from nbclient import NotebookClient
-
     node = nbformat.from_dict(notebook)
     NotebookClient(node, timeout=EXECUTION_TIMEOUT, resources={"metadata": {"path": str(folder)}}).execute()
     return node
 
 
 def exporter():
-    from jinja2 import DictLoader
-    from nbconvert import HTMLExporter
-
     return HTMLExporter(template_name="lab", template_file="bn_site.html.j2",
                         extra_loaders=[DictLoader({"bn_site.html.j2": TEMPLATE})],
                         embed_images=True, mathjax_url=MATHJAX_URL)
@@ -85,8 +83,6 @@ def output_folder(out):
 
 
 def copy_mathjax(out):
-    import jupyter_server_mathjax
-
     static = Path(jupyter_server_mathjax.__file__).parent / "static"
     target = out / MATHJAX
     if target.exists():
@@ -106,24 +102,19 @@ def build_site(notebooks, out, solutions=False, run=execute, say=print):
     Returns the paths written."""
     out = output_folder(out)
     learners = [read(notebook) for notebook in notebooks]
-    pages = [(page_name(notebook), title(learner)) for notebook, learner in zip(notebooks, learners)]
+    pages = [(page_name(notebook), title(learner, Path(notebook).name))
+             for notebook, learner in zip(notebooks, learners)]
     export, written = exporter(), []
     for index, (notebook, learner) in enumerate(zip(notebooks, learners)):
         notebook = Path(notebook)
         executed = run(solved(learner), notebook.parent)
         page = page_notebook(learner, executed, notebook.name, solutions)
-        body, _ = export.from_notebook_node(_node(page), resources={"bn_nav": nav(pages, index)})
+        body, _ = export.from_notebook_node(nbformat.from_dict(page), resources={"bn_nav": nav(pages, index)})
         written.append(_write(out / pages[index][0], linked(body), say))
     written.append(_write(out / "index.html", contents(pages, HEADING), say))
     written.append(copy_mathjax(out))
     say(f"wrote {written[-1]}/ (MathJax)")
     return written
-
-
-def _node(notebook):
-    import nbformat
-
-    return nbformat.from_dict(notebook)
 
 
 def _write(path, text, say):

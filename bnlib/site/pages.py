@@ -14,6 +14,10 @@ import html
 import re
 from pathlib import Path
 
+from pygments import highlight
+from pygments.formatters import HtmlFormatter
+from pygments.lexers import PythonLexer
+
 from bnlib.course.classroom import folded_solution, source
 from bnlib.course.explorer import readout_html
 
@@ -29,15 +33,16 @@ def page_name(notebook):
     return Path(notebook).with_suffix(".html").name
 
 
-def title(notebook):
-    """The title of a course notebook (a dict): its first heading, ``# NN · Title``, without the ``#``."""
+def title(notebook, name="the notebook"):
+    """The title of a course notebook (a dict, called ``name`` in an error): its first heading, ``# NN · Title``,
+    without the ``#``."""
     for cell in notebook["cells"]:
         if cell["cell_type"] == "markdown":
             match = HEADING.match(source(cell).strip())
             if match:
                 return match.group(1).strip()
             break
-    raise ValueError("a course notebook starts with a markdown cell whose first line is its title, '# NN · Title'")
+    raise ValueError(f"{name} does not start with a markdown cell whose first line is its title, '# NN · Title'")
 
 
 def is_exercise(cell):
@@ -73,10 +78,6 @@ def static_outputs(outputs, notebook):
 def folded_html(code):
     """A solution as a collapsed ``<details>`` block, its code highlighted as the code cells are. (nbconvert's
     markdown renderer would close the block before the code, leaving the solution in view.)"""
-    from pygments import highlight
-    from pygments.formatters import HtmlFormatter
-    from pygments.lexers import PythonLexer
-
     return ('<div class="jp-Cell jp-Notebook-cell bn-solution"><div class="jp-InputArea"><div class="jp-InputPrompt">'
             '</div><div class="jp-RenderedHTMLCommon"><details><summary>Solution (click to open)</summary>'
             f'{highlight(code, PythonLexer(), HtmlFormatter(cssclass="highlight"))}</details></div></div></div>')
@@ -84,7 +85,8 @@ def folded_html(code):
 
 def page_notebook(learner, executed, notebook, solutions=False):
     """The notebook a page shows: ``learner``'s cells (the course notebook) with the outputs of ``executed``
-    (its ``solved`` version, run), exercises without output, the folded solutions only if ``solutions`` (as raw HTML cells)."""
+    (its ``solved`` version, run), exercises without output, the folded solutions (as raw HTML cells) only if
+    ``solutions``."""
     ran, cells = iter(executed["cells"]), []
     for cell in learner["cells"]:
         if folded_solution(cell) is not None:
