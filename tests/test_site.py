@@ -9,6 +9,7 @@ asked of the network, the math must be typeset and the explorer's picture loaded
 
 import base64
 import io
+import json
 import os
 import re
 import time
@@ -196,6 +197,21 @@ def offline_view(context, page_path):
         images: [...document.images].map(img => img.naturalWidth)})""")
     page.close()
     return seen, blocked, [url for url in failed if url not in blocked and url != "about:blank"]
+
+
+@pytest.mark.slow
+def test_every_kind_of_math_is_typeset_offline(tmp_path, chromium):
+    """Script, blackboard and calligraphic letters too (their fonts are STIX-Web's, MathJax's default TeX
+    fonts are not shipped)."""
+    notebook = build.read(FIRST)
+    notebook["cells"] = [{"cell_type": "markdown", "metadata": {}, "source": (
+        "# 10 · Math\n\n$\\mu_\\mathcal{B}$, $\\mathbb{E}[x]$, $\\mathfrak{g}$, "
+        "$\\boldsymbol{\\gamma}$ and\n\n$$\\hat x = \\frac{x-\\mu}{\\sqrt{\\sigma^2+\\epsilon}}$$")}]
+    (tmp_path / "10_math.ipynb").write_text(json.dumps(notebook))
+    build.build_site([tmp_path / "10_math.ipynb"], tmp_path / "site", run=fake_run, say=lambda line: None)
+    seen, blocked, failed = offline_view(chromium, tmp_path / "site" / "10_math.html")
+    assert not blocked and not failed, f"asked for {blocked + failed}"
+    assert seen["math"] >= 6 and not seen["mathErrors"] and "\\frac" not in seen["text"]
 
 
 @pytest.mark.slow

@@ -45,6 +45,8 @@ MathJax.Hub.Config({"HTML-CSS": {availableFonts: [], webFont: "STIX-Web", imageF
 .bn-static-explorer { margin: 0.5em 0; }
 .bn-static-explorer img { max-width: 100%; height: auto; }
 .bn-live { color: #555; font-style: italic; margin: 0.2em 0; }
+/* The hidden MathML copy for screen readers would ask for TeX fonts that are not there (\mathcal, \mathbb) */
+.MJX_Assistive_MathML * { font-family: inherit !important; }
 </style>
 {% endblock %}
 {% block rawcell scoped %}{{ cell.source if cell.metadata.get("raw_mimetype") == "text/html" }}{% endblock %}
@@ -104,7 +106,9 @@ def build_site(notebooks, out, solutions=False, run=execute, say=print):
     learners = [read(notebook) for notebook in notebooks]
     pages = [(page_name(notebook), title(learner, Path(notebook).name))
              for notebook, learner in zip(notebooks, learners)]
-    export, written = exporter(), []
+    written = [copy_mathjax(out)]  # first, so that each page works as soon as it is written
+    say(f"wrote {written[0]}/ (MathJax)")
+    export = exporter()
     for index, (notebook, learner) in enumerate(zip(notebooks, learners)):
         notebook = Path(notebook)
         executed = run(solved(learner), notebook.parent)
@@ -112,8 +116,6 @@ def build_site(notebooks, out, solutions=False, run=execute, say=print):
         body, _ = export.from_notebook_node(nbformat.from_dict(page), resources={"bn_nav": nav(pages, index)})
         written.append(_write(out / pages[index][0], linked(body), say))
     written.append(_write(out / "index.html", contents(pages, HEADING), say))
-    written.append(copy_mathjax(out))
-    say(f"wrote {written[-1]}/ (MathJax)")
     return written
 
 
