@@ -204,7 +204,7 @@ def test_every_kind_of_math_is_typeset_offline(tmp_path, chromium):
     """Script, blackboard and calligraphic letters too (their fonts are STIX-Web's, MathJax's default TeX
     fonts are not shipped)."""
     notebook = build.read(FIRST)
-    notebook["cells"] = [{"cell_type": "markdown", "metadata": {}, "source": (
+    notebook["cells"] = [{"cell_type": "markdown", "id": "math", "metadata": {}, "source": (
         "# 10 · Math\n\n$\\mu_\\mathcal{B}$, $\\mathbb{E}[x]$, $\\mathfrak{g}$, "
         "$\\boldsymbol{\\gamma}$ and\n\n$$\\hat x = \\frac{x-\\mu}{\\sqrt{\\sigma^2+\\epsilon}}$$")}]
     (tmp_path / "10_math.ipynb").write_text(json.dumps(notebook))

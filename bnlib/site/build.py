@@ -45,7 +45,7 @@ MathJax.Hub.Config({"HTML-CSS": {availableFonts: [], webFont: "STIX-Web", imageF
 .bn-static-explorer { margin: 0.5em 0; }
 .bn-static-explorer img { max-width: 100%; height: auto; }
 .bn-live { color: #555; font-style: italic; margin: 0.2em 0; }
-/* The hidden MathML copy for screen readers would ask for TeX fonts that are not there (\mathcal, \mathbb) */
+/* The hidden MathML copy for screen readers would ask for TeX fonts that are not there (script letters...) */
 .MJX_Assistive_MathML * { font-family: inherit !important; }
 </style>
 {% endblock %}
