@@ -36,12 +36,10 @@ assignments: data
 exercises: data
 	$(PY) -m bnlib.course.classroom exercises
 
+# The course as a static site that works offline, in build/html/ (index.html first): every notebook run in a
+# fresh kernel, the exercises without their solutions (python -m bnlib.site --solutions folds them in).
 html: data
-	$(VENV)/bin/jupyter nbconvert --to html --execute --HTMLExporter.embed_images=True \
-		--output-dir build/html notebooks/*.ipynb
-	sed -i.bak -E 's/href="([^":#]*)\.ipynb/href="\1.html/g' build/html/*.html && rm build/html/*.bak
-	cp build/html/01_input_normalization.html build/html/index.html
-	@echo "The course as static pages: build/html/index.html"
+	$(PY) -m bnlib.site --out build/html
 
 data: setup
 	$(PY) -m bnlib.course.data

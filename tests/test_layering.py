@@ -19,7 +19,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "bnlib"
-TOOLS = ("bnlib.bench", "bnlib.figures")
+TOOLS = ("bnlib.bench", "bnlib.figures", "bnlib.site")
 TOP = ("bnlib.course.app", "bnlib.course.classroom")
 CHAPTER = re.compile(r"bnlib\.course\.(ch\d\d)(\.|$)")
 

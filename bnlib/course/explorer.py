@@ -15,11 +15,15 @@ control calls ``draw(**values)``, which returns a matplotlib ``Figure`` and a re
   (say, a training run that is not cached yet). The readout and the plot then say so at once, the
   draw's progress bars show right under the controls, and they disappear when it is done.
 - An error in ``draw`` is shown in the readout instead of vanishing into the widget log.
+- Where widgets do not run (GitHub, nbviewer, the course's static site) an executed notebook still shows
+  the plot as it was when the explorer was displayed (``image/png`` next to the widget view) and the
+  readout as its text; JupyterLab and Voila prefer the widget view.
 
 The CSS classes ``bn-explorer``, ``bn-controls``, ``bn-readout``, ``bn-plot``, ``bn-progress``,
 ``bn-pending`` and ``bn-error`` let a browser find the parts.
 """
 
+import base64
 import html
 import io
 import traceback
@@ -132,6 +136,16 @@ class Explorer(widgets.VBox):
         for control in self.controls.values():
             control.observe(lambda change: self.update(), names="value")
         self.update()
+
+    def _repr_mimebundle_(self, **kwargs):
+        """ipywidgets' widget view, with a static fallback: the plot now shown (``image/png``, at its CSS
+        width) and the readout (``text/plain``)."""
+        data = super()._repr_mimebundle_(**kwargs)
+        data["text/plain"] = self.text
+        if not self.image.value:
+            return data
+        data["image/png"] = base64.b64encode(self.image.value).decode("ascii")
+        return data, {"image/png": {"width": int(self.image.layout.width[:-2])}}  # a plot is shown at "<n>px"
 
     def values(self):
         return {name: control.value for name, control in self.controls.items()}

@@ -1,0 +1,1 @@
+"""The course as a static site (``make html``, ``python -m bnlib.site``): see ``build`` and ``pages``."""
