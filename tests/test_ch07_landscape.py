@@ -203,7 +203,7 @@ def test_the_probes_move_different_distances_and_per_distance_the_change_is_abou
     assert 0.5 < np.median(smoothness[bn]) / np.median(smoothness[none]) < 2
     smallest = min(LANDSCAPE_CONFIG["step_multipliers"]) * LANDSCAPE_CONFIG["lr"]
     growth = change / (smoothness * smallest * norm)  # the largest change over the smallest step's, or less
-    assert np.median(growth[none]) > 2 * np.median(growth[bn])
+    assert np.median(growth[none]) > 5 and np.median(growth[bn]) < 2.5   # at most 8: the step sizes span 8x
 
 
 def test_batch_norm_trains_at_a_ten_times_larger_learning_rate():
