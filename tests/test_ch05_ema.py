@@ -232,3 +232,31 @@ def test_legend_lists_only_the_lines_shown():
     assert any(label.startswith("start forgotten") for label in labels())
     explorer.controls["momentum"].value = 0.001  # the start is never forgotten within 1000 steps
     assert not any(label.startswith("start forgotten") for label in labels())
+
+
+def test_porting_torch_s_0_1_to_keras_unchanged_also_follows_the_last_batch():
+    """Notebook 05, section 3: Keras' momentum weighs the old average, so torch's 0.1 copied into Keras gives
+    the new batch 0.9 and the statistics follow the last batch, as 0.99 copied into torch does."""
+    from bnlib.running_stats import keras_to_torch_momentum
+    assert keras_to_torch_momentum(0.1) == pytest.approx(0.9)
+    batch_means = torch.randn(1000, 500, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    keras_moving, torch_running = torch.zeros(500, dtype=torch.float64), torch.zeros(500, dtype=torch.float64)
+    for mean in batch_means:
+        keras_moving = 0.1 * keras_moving + (1 - 0.1) * mean       # Keras: decay * moving + (1 - decay) * batch
+        torch_running = (1 - 0.99) * torch_running + 0.99 * mean  # torch with Keras' 0.99 copied unchanged
+    noise = batch_means.std().item()
+    assert (keras_moving - batch_means[-1]).pow(2).mean().sqrt() < 0.15 * noise
+    assert (torch_running - batch_means[-1]).pow(2).mean().sqrt() < 0.02 * noise
+
+
+def test_a_batch_of_two_normalizes_to_plus_minus_one_up_to_eps():
+    """Notebook 05, the forgotten model.eval(): with two values a unit normalizes to +-1 / sqrt(1 + eps / v),
+    v the pair's biased variance: +-1 up to eps, not exactly."""
+    layer = bnlib.BatchNorm1d(3, affine=False).train()
+    x = torch.tensor([[0.0, 1.0, 5.0], [0.01, 3.0, -5.0]], dtype=torch.float64)
+    layer = layer.double()
+    y = layer(x)
+    v = ((x[0] - x[1]) / 2) ** 2
+    torch.testing.assert_close(y.abs(), (1 / torch.sqrt(1 + layer.eps / v)).expand(2, 3))
+    assert y.abs().max() < 1 and y[:, 0].abs().max() < 0.99     # a close pair lands visibly inside
+    torch.testing.assert_close(y[:, 2].abs(), torch.ones(2, dtype=torch.float64), atol=1e-6, rtol=0)

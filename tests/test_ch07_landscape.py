@@ -88,7 +88,7 @@ def test_probe_matches_a_direct_computation_and_leaves_the_model_untouched():
     x, y = images[:60], labels[:60]
     model = chapter_mlp("batch")
     before = copy.deepcopy(model.state_dict())
-    loss_range, change = probe_along_gradient(model, x, y, [0.1, 0.4])
+    loss_range, change, per_distance, g_norm = probe_along_gradient(model, x, y, [0.1, 0.4])
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     losses, grads = [], []
     for eta in (0.0, 0.1, 0.4):
@@ -106,6 +106,9 @@ def test_probe_matches_a_direct_computation_and_leaves_the_model_untouched():
     assert loss_range == pytest.approx(abs(losses[2] - losses[1]), rel=1e-4)
     assert change == pytest.approx(max((flat[1] - flat[0]).norm().item(), (flat[2] - flat[0]).norm().item()),
                                    rel=1e-4)
+    assert g_norm == pytest.approx(flat[0].norm().item(), rel=1e-5)
+    assert per_distance == pytest.approx(max((flat[1] - flat[0]).norm().item() / (0.1 * g_norm),
+                                             (flat[2] - flat[0]).norm().item() / (0.4 * g_norm)), rel=1e-4)
 
 
 def test_gradient_shift_matches_a_direct_computation_and_leaves_the_model_untouched():
@@ -186,13 +189,37 @@ def test_batch_norm_smooths_the_loss_landscape():
     assert result["gradient_change"][none][0] < result["gradient_change"][bn][0]
 
 
+def test_the_probes_move_different_distances_and_per_distance_the_change_is_about_level():
+    """Notebook: at step 0 BN's gradient change is tens of times the plain net's, mostly because its probes move
+    about ten times farther (||g||); past the start the gradients have about the same size; per distance moved
+    (effective beta-smoothness) the medians are about level, while without BN the change grows more with the step."""
+    result = loss_landscape()
+    none, bn = LANDSCAPE_CONFIG["norms"].index("none"), LANDSCAPE_CONFIG["norms"].index("batch")
+    norm, change = np.array(result["gradient_norm"]), np.array(result["gradient_change"])
+    smoothness = np.array(result["effective_smoothness"])
+    assert change[bn][0] > 20 * change[none][0]
+    assert 5 < norm[bn][0] / norm[none][0] < 20
+    assert 2 / 3 < np.median(norm[bn][2:]) / np.median(norm[none][2:]) < 1.5
+    assert 0.5 < np.median(smoothness[bn]) / np.median(smoothness[none]) < 2
+    smallest = min(LANDSCAPE_CONFIG["step_multipliers"]) * LANDSCAPE_CONFIG["lr"]
+    growth = change / (smoothness * smallest * norm)  # the largest change over the smallest step's, or less
+    assert np.median(growth[none]) > 5 and np.median(growth[bn]) < 2.5   # at most 8: the step sizes span 8x
+
+
 def test_batch_norm_trains_at_a_ten_times_larger_learning_rate():
-    """Notebook: the largest learning rate of the grid that reaches 90% is ten times larger with BN; at 10 both
-    networks fail."""
+    """Notebook: the largest learning rate of the grid that reaches 90% is 10x larger with BN, one decade of a
+    grid in steps of about 3.3x (so the true ratio lies between about 3x and 33x); at 10 both networks fail."""
     result = max_learning_rate()
-    none, bn = (largest_trainable_lr(result["lrs"], result["test_accuracy"][k]) for k in (0, 1))
+    lrs = list(result["lrs"])
+    none, bn = (largest_trainable_lr(lrs, result["test_accuracy"][k]) for k in (0, 1))
     assert MAX_LR_CONFIG.norms == ("none", "batch")
-    assert bn >= 10 * none
+    assert bn == pytest.approx(10 * none)                        # "10x", not "at least 10x"
+    steps = np.diff(np.log(lrs))
+    assert np.all(np.abs(steps - np.log(10) / 2) < 0.1)          # the grid: half a decade a step, about 3.3x
+    assert lrs.index(bn) - lrs.index(none) == 2
+    upper = lrs[lrs.index(bn) + 1] / none                         # the limits lie below the next grid rate
+    lower = bn / lrs[lrs.index(none) + 1]
+    assert 2.9 < lower < 3.4 and 30 < upper < 34
     assert np.all(result["test_accuracy"][:, list(result["lrs"]).index(10.0)] < 0.5)
 
 
@@ -230,3 +257,18 @@ def test_bad_settings_are_refused_clearly():
         LandscapeRun(steps=40)
     with pytest.raises(ValueError, match="a fraction of the test set"):
         MAX_LR_CONFIG.replace(trains_if_accuracy_above=90)
+
+
+def test_in_train_mode_a_batch_norm_outputs_batch_mean_beta_and_std_gamma_by_construction():
+    """Notebook: the movement statistic with BN only shows beta and gamma (in train mode the layer's output has
+    batch mean beta and batch std |gamma|, up to eps); with noisy BN it shows the noise injected after it."""
+    torch.manual_seed(0)
+    layer = NoisyBatchNorm1d(20).train()
+    with torch.no_grad():
+        layer.norm.weight.copy_(torch.linspace(0.5, 2, 20))
+        layer.norm.bias.copy_(torch.linspace(-1, 1, 20))
+    x = 3 + 5 * torch.randn(60, 20)
+    y = layer.norm(x).detach()
+    torch.testing.assert_close(y.mean(0), layer.norm.bias.detach(), atol=1e-5, rtol=0)
+    torch.testing.assert_close(y.std(0, unbiased=False), layer.norm.weight.detach(), atol=1e-3, rtol=1e-3)
+    assert (layer(x).detach().mean(0) - layer.norm.bias.detach()).abs().max() > 0.1  # the noise moves it

@@ -44,6 +44,12 @@ def test_bn_widens_the_usable_learning_rates_but_not_without_limit(sweep):
     assert reached["plain", 0.03] is None or reached["plain", 0.03] > 2 * reached["BN", 0.03]
     assert final["BN", 1.0] > 0.5 and final["plain", 1.0] < 0.2
     assert final["BN", 3.0] < 0.2 and final["plain", 3.0] < 0.2
+    # "one step of our grid (about three times)": the grid's rates are half a decade apart, and the largest rate
+    # that learns is the next one up with BN; the true factor lies between about 1 and 10
+    lrs = list(sweep["lrs"])
+    np.testing.assert_allclose(np.diff(np.log10(lrs)), 0.5, atol=0.03)
+    largest = {v: max(lr for lr in lrs if final[v, lr] > 0.5) for v in ("plain", "BN")}
+    assert lrs.index(largest["BN"]) == lrs.index(largest["plain"]) + 1
 
 
 def test_the_sweep_figure_plots_the_sweep(sweep):
@@ -95,6 +101,21 @@ def test_update_bn_and_ours_recompute_the_same_statistics(net):
         assert not torch.allclose(getattr(ours, name).running_mean, getattr(net, name).running_mean)
 
 
+def test_each_channel_statistic_of_a_batch_of_64_averages_24x24_values_at_bn1_and_8x8_at_bn2():
+    """Section 6: 64 x 24 x 24 values per channel at bn1, 64 x 8 x 8 at bn2; no padding, so a contrast shift
+    c x + d is the same affine map at every position of the first convolution's output."""
+    net = convnet.conv_net(True).eval()
+    x = convnet.images_2d(False)[0][:64]
+    with torch.no_grad():
+        first = net.conv1(x)
+        second = net.conv2(torch.nn.functional.max_pool2d(torch.relu(net.bn1(first)), 2))
+        shifted = net.conv1(0.3 * x + 0.35)
+    assert first.shape[2:] == (24, 24) and second.shape[2:] == (8, 8)
+    assert net.conv1.padding == (0, 0) and net.conv2.padding == (0, 0)
+    offset = 0.35 * net.conv1.weight.sum((1, 2, 3)).view(1, -1, 1, 1)
+    torch.testing.assert_close(shifted, 0.3 * first + offset, atol=1e-5, rtol=1e-5)
+
+
 def test_recalibration_undoes_a_contrast_shift_and_only_part_of_noise():
     result = deployment.recalibration()
     shifts, accuracy = deployment.RECALIBRATE.shifts, result["accuracy"]
@@ -116,6 +137,7 @@ def test_dropout_before_bn_shrinks_the_test_variance_and_recomputing_restores_it
     result = deployment.variance_shift()
     ratio = result["ratio"].mean(1)
     assert ratio[-1] < ratio[0] - 0.1 and np.all(np.diff(ratio) < 0)  # more dropout, less test variance
+    assert ratio[0] > 1.0 and ratio[-1] < 0.95                     # at p = 0 a little above 1; below 1 at 0.5
     np.testing.assert_allclose(result["fixed_ratio"].mean(1), 1, atol=0.05)
     np.testing.assert_allclose(result["fixed_accuracy"], result["accuracy"], atol=0.01)  # "barely changes"
 
@@ -144,3 +166,13 @@ def test_bad_settings_are_refused_clearly():
         deployment.FinetuneRun(contrast=1.5)
     with pytest.raises(ValueError, match="nothing gets through"):
         deployment.DROPOUT.replace(ps=(0.5, 1.0))
+
+
+def test_update_bn_recomputes_with_dropout_on_and_ours_with_it_off():
+    """Section 6: update_bn and ours agree only without dropout: update_bn puts the whole model in train
+    mode, so on the dropout MLP its running variance is the larger one (dropout on), by more at a higher rate."""
+    from bnlib.course.ch08.dropout_recalibration import update_bn_with_dropout
+    none, half = update_bn_with_dropout(0.0), update_bn_with_dropout(0.5)
+    np.testing.assert_allclose(none["var_ratio"], 1, rtol=1e-4)
+    assert 1.2 < half["var_ratio"].mean() < 1.6 and np.mean(half["var_ratio"] > 1) > 0.9  # "about a third"
+    assert half["accuracy"]["update_bn"] <= half["accuracy"]["ours"] + 0.005

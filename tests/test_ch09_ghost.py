@@ -119,3 +119,29 @@ def test_the_model_is_latency_bound_on_a_ring_and_a_tree_needs_log_p_rounds():
     assert rows[1000]["ring"] > 30 * rows[1000]["tree"]
     assert math.isclose(rows[2]["ring"], rows[2]["tree"], rel_tol=0.05)  # two devices: one message either way
     assert rows[1000]["received_bytes"] == 1000 * (16 + 1600) + 800
+
+
+@pytest.mark.parametrize("k", [2, 4])
+def test_a_random_shard_s_mean_differs_from_the_batch_mean_by_sigma_over_sqrt_b_times_sqrt_1_minus_1_over_k(k):
+    """Notebook section 1: std(mu_r - mu) = sigma / sqrt(b) * sqrt(1 - 1/k) for random shards of b."""
+    b, sigma = 16, 3.0
+    x = sigma * torch.randn(200_000, k, b, generator=torch.Generator().manual_seed(k), dtype=torch.float64)
+    shard_means = x.mean(2)
+    spread = (shard_means - shard_means.mean(1, keepdim=True)).std().item()
+    assert spread == pytest.approx(sigma / math.sqrt(b) * math.sqrt(1 - 1 / k), rel=0.02)
+    assert spread < 0.9 * sigma / math.sqrt(b)                          # not chapter 07's sigma / sqrt(b)
+
+
+def test_ghost_batches_of_10_take_40_ema_steps_per_step_and_keep_noisier_running_statistics():
+    """Notebook section 5: at ghost size 10 a training step of 400 takes 40 EMA steps, each on 10 examples, so
+    the running statistics are noisier than plain batch norm's."""
+    from bnlib.course.ch09.ghost import GHOST_CONFIG
+    assert GHOST_CONFIG["batch_size"] // min(GHOST_CONFIG["ghost_sizes"]) == 40
+    generator = torch.Generator().manual_seed(0)
+    spread = {}
+    for ghost_size in (400, 10):
+        layer = GhostBatchNorm(200, ghost_size) if ghost_size < 400 else BatchNorm1d(200)
+        for _ in range(50):
+            layer(torch.randn(400, 200, generator=generator))
+        spread[ghost_size] = layer.running_mean.std().item()   # the true mean is 0 in every unit
+    assert spread[10] > 3 * spread[400]

@@ -265,30 +265,37 @@ def gradient_at(model, images, labels):
 
 
 def probe_along_gradient(model, images, labels, step_sizes):
-    """Move from w along -g, g the gradient on the batch: (the loss range max_s L(w - s g) - min_s L(w - s g),
-    the gradient change max_s ||grad L(w - s g) - g||) over the step sizes s. ``model`` is left untouched."""
+    """Move from w along -g, g the gradient on the batch, by the step sizes s: returns (the loss range
+    max_s L(w - s g) - min_s L(w - s g), the gradient change max_s ||grad L(w - s g) - g||, the effective
+    beta-smoothness max_s ||grad L(w - s g) - g|| / ||s g|| (Santurkar et al.: the gradient's change per
+    distance moved), ||g||). The distance moved is s ||g||: it differs between networks whose gradients
+    differ in size. ``model`` is left untouched."""
     twin = copy.deepcopy(model).train()
     _, g = gradient_at(twin, images, labels)
     w = parameters_to_vector(twin.parameters()).detach()
-    losses, changes = [], []
+    losses, changes, per_distance = [], [], []
     for s in step_sizes:
         with torch.no_grad():
             vector_to_parameters(w - s * g, twin.parameters())  # one step of size s along -g
         loss, gradient_there = gradient_at(twin, images, labels)
         losses.append(loss)
         changes.append((gradient_there - g).norm().item())
-    return max(losses) - min(losses), max(changes)
+        per_distance.append(changes[-1] / (s * g.norm().item()))  # distance moved: ||s g||
+    return max(losses) - min(losses), max(changes), max(per_distance), g.norm().item()
 
 
 @experiment("ch07_loss_landscape", LandscapeRun)
 def loss_landscape(config):
-    """Loss range and gradient change along the gradient at checkpoints, with and without BN (cached);
-    the probe batch is the next training batch, step sizes are ``lr`` times the multipliers."""
+    """Loss range, gradient change, effective beta-smoothness and ||g|| along the gradient at checkpoints,
+    with and without BN (cached); the probe batch is the next training batch, step sizes are ``lr`` times
+    the multipliers."""
     step_sizes = [config.lr * k for k in config.step_multipliers]
     probes, measured = probed_training(config, "loss landscape", lambda model, images, labels: probe_along_gradient(
         model, images, labels, step_sizes))
     return {"checkpoints": probes, "loss_range": [[p[0] for p in run] for run in measured],
-            "gradient_change": [[p[1] for p in run] for run in measured]}
+            "gradient_change": [[p[1] for p in run] for run in measured],
+            "effective_smoothness": [[p[2] for p in run] for run in measured],
+            "gradient_norm": [[p[3] for p in run] for run in measured]}
 
 
 @experiment("ch07_max_learning_rate", MaxLrRun)
@@ -337,11 +344,13 @@ def noisy_figure():
 def landscape_figure():
     """Loss range and gradient change along the gradient, over training, with and without BN."""
     result, config = loss_landscape(), LANDSCAPE_CONFIG
-    figure = Figure(figsize=(10, 3.6))
-    axes = figure.subplots(1, 2)
+    figure = Figure(figsize=(14, 3.6))
+    axes = figure.subplots(1, 3)
     labels = (r"loss range $\max_s L(w - s g) - \min_s L(w - s g)$",
-              r"gradient change $\max_s \|\nabla L(w - s g) - \nabla L(w)\|$")
-    for key, ax, label in zip(("loss_range", "gradient_change"), axes, labels):
+              r"gradient change $\max_s \|\nabla L(w - s g) - \nabla L(w)\|$",
+              r"per distance $\max_s \|\nabla L(w - s g) - \nabla L(w)\| / \|s g\|$")
+    keys = ("loss_range", "gradient_change", "effective_smoothness")
+    for key, ax, label in zip(keys, axes, labels):
         for k, norm in enumerate(config.norms):
             ax.semilogy(result["checkpoints"], result[key][k], "o-", ms=3, label="with BN" if norm == "batch" else "no BN")
         ax.set(xlabel="training step", ylabel=label)
@@ -349,7 +358,7 @@ def landscape_figure():
     multipliers = ", ".join(f"{k:g}" for k in config.step_multipliers)
     figure.suptitle(f"Along the gradient g of a batch: step sizes s = {multipliers} x lr (lr = {config.lr:g})")
     figure.tight_layout()
-    return figure, {key: result[key] for key in ("checkpoints", "loss_range", "gradient_change")}
+    return figure, {key: result[key] for key in ("checkpoints", *keys, "gradient_norm")}
 
 
 def shift_figure():
