@@ -9,55 +9,69 @@ import torch
 from bnlib.course import drift
 from bnlib.course.ch06 import paper
 from bnlib.course.ch06.checkpoints import checkpoint_model
-from bnlib.course.checks import call, check_choice, not_yet, passed
+from bnlib.course.checks import NotYet, call, check, check_choice, check_close, not_yet, passed
 from bnlib.course.training import accuracy, mnist
 from bnlib.running_stats import batch_norm_layers, recompute_population_statistics, replay_ema
 
-DRIFT_START = int(paper.DRIFT_START * paper.PAPER.steps)  # step 5,000, as in findings()
+DRIFT_START = int(paper.DRIFT_START * paper.PAPER.steps)  # step 5,000, as in findings(): a checkpoint
+DRIFT_STARTS = (DRIFT_START, DRIFT_START + 2_250)            # and step 7,250, between two checkpoints (every 500)
 DRIFT_UNITS = ((0, 3), (1, 17), (0, 58), (1, 91))            # (network, unit): both networks, a few units
 POPULATION_STEP, POPULATION_EXAMPLES = 1_000, 6_000           # the checkpoint and the training images used
 REPLAY_STEPS, REPLAY_MOMENTUM = 500, 0.05
 SLOW_MOMENTUM, SLOW_STEP = 0.001, 1_000
 
 
-def _first_mistake(answer, mistakes, rtol):
-    """The hint of the first known mistake that ``answer`` reproduces, or None."""
-    for value, hint in mistakes:
-        if np.shape(value) == np.shape(answer) and np.allclose(answer, value, rtol=rtol, atol=1e-12):
-            return hint
-    return None
+def _drift_mistakes(bands, steps, start):
+    """(what a common mistake computes for one unit's drift from ``start``; its hint)."""
+    t0 = drift.start_index(steps, start)
+    median, width = bands[:, 1], bands[:, 2] - bands[:, 0]
+    moved = median[-1] - median[t0]
+    mistakes = [
+        (abs(moved), "That is how far the median moved; divide it by the unit's band width (p85 - p15)."),
+        (moved / width[t0:].mean(), "A drift is a distance: take the absolute value of the median's move."),
+        (abs(moved) / width[t0], "Average the band width over every checkpoint from t0 to the end, not only the "
+                                 "first one."),
+        (abs(moved) / width[-1], "Average the band width over every checkpoint from t0 to the end, not only the "
+                                 "last one."),
+        (abs(moved) / width.mean(), "Average the band width over the checkpoints from t0 on, not from step 0."),
+        (abs(median[-1] - median[0]) / width.mean(), "Start at the first checkpoint at or after step `start` "
+                                                     "(drift.start_index), not at step 0."),
+        (abs(moved) / (bands[t0:, 2] - bands[t0:, 1]).mean(), "The band is p85 - p15 (columns 2 and 0), not p85 - "
+                                                              "median."),
+    ]
+    for shift, hint in ((-1, "You started at the last checkpoint before step `start`: t0 is the first one at or "
+                              "after it."),
+                        (1, "You started one checkpoint after t0: when step `start` is a checkpoint, t0 is that "
+                            "checkpoint (at or after).")):
+        if 0 <= t0 + shift < len(steps) - 1:
+            window = bands[t0 + shift:]
+            mistakes.append((abs(window[-1, 1] - window[0, 1]) / (window[:, 2] - window[:, 0]).mean(), hint))
+    return mistakes
 
 
+@check
 def check_unit_drift(unit_drift):
-    """``unit_drift(bands, steps, start)``: one unit's drift from its (checkpoints, 3) percentiles."""
+    """``unit_drift(bands, steps, start)``: one unit's drift from its (checkpoints, 3) percentiles, from a start
+    that is a checkpoint and from one between two checkpoints."""
     __tracebackhide__ = True  # noqa: F841
     run = paper.run_paper_experiment(progress=False)
     steps = run["steps"]
-    t0 = drift.start_index(steps, DRIFT_START)
-    for net, unit in DRIFT_UNITS:
-        bands = run["percentiles"][:, net, :, unit].astype(np.float64)  # (checkpoints, 3): p15, p50, p85
-        answer = call(unit_drift, bands, steps, DRIFT_START)
-        if answer.size != 1:
-            not_yet(f"Return one number, the unit's drift (got an array of shape {answer.shape}).")
-        expected = drift.unit_drifts(bands[:, :, None], steps, DRIFT_START)[0]
-        if np.isclose(answer.item(), expected, rtol=1e-9):
-            continue
-        median, width = bands[:, 1], bands[:, 2] - bands[:, 0]
-        moved = median[-1] - median[t0]
-        mistakes = [
-            (abs(moved), "That is how far the median moved; divide it by the unit's band width (p85 - p15)."),
-            (moved / width[t0:].mean(), "A drift is a distance: take the absolute value of the median's move."),
-            (abs(moved) / width[t0], "Average the band width over every checkpoint from t0 to the end, not "
-                                     "only the first one."),
-            (abs(moved) / width[-1], "Average the band width over every checkpoint from t0 to the end, not "
-                                     "only the last one."),
-            (abs(moved) / width.mean(), "Average the band width over the checkpoints from t0 on, not from step 0."),
-            (abs(median[-1] - median[0]) / width.mean(), "Start at the first checkpoint at or after step `start` "
-                                                         "(drift.start_index), not at step 0."),
-        ]
-        not_yet(_first_mistake(answer.item(), mistakes, 1e-9) or
-                "drift = |median(T) - median(t0)| / (p85 - p15 averaged over the checkpoints t0..T), with t0 the "
-                "first checkpoint at or after `start`; `bands[:, 1]` holds the medians.")
+    for start in DRIFT_STARTS:
+        for net, unit in DRIFT_UNITS:
+            bands = run["percentiles"][:, net, :, unit].astype(np.float64)  # (checkpoints, 3): p15, p50, p85
+            try:
+                answer = call(unit_drift, bands, steps, start)
+            except NotYet as refusal:
+                if start in steps or not isinstance(refusal.__cause__, (ValueError, IndexError, KeyError)):
+                    raise
+                raise NotYet(f"{refusal} (start = {start:,} is no checkpoint: t0 is the first checkpoint at or after "
+                             "it.)") from refusal.__cause__
+            if answer.size != 1:
+                not_yet(f"Return one number, the unit's drift (got an array of shape {answer.shape}).")
+            check_close(answer.reshape(()), drift.unit_drifts(bands[:, :, None], steps, start)[0], None,
+                        "drift = |median(T) - median(t0)| / (p85 - p15 averaged over the checkpoints t0..T), with "
+                        "t0 the first checkpoint at or after step `start` (a step, not an index); `bands[:, 1]` "
+                        "holds the medians.", _drift_mistakes(bands, steps, start))
     passed("The median's move in band widths: 1 would mean it moved by a whole 15-85 band.")
 
 
@@ -94,6 +108,7 @@ def _as_pair(value):
     return np.stack([np.asarray(torch.as_tensor(v).detach(), dtype=np.float64) for v in (mean, var)])
 
 
+@check
 def check_population_statistics(population_statistics):
     """``population_statistics(model, batches) -> (mean, var)``: Algorithm 2 for the last BN layer's input."""
     __tracebackhide__ = True  # noqa: F841
@@ -106,14 +121,12 @@ def check_population_statistics(population_statistics):
         not_yet(f"Return (mean, var) for the 100 units of the last BN layer; got shape {answer.shape[1:]} each.")
     reference = batch_norm_layers(recompute_population_statistics(copy.deepcopy(model), batches))[-1]
     expected = np.stack([reference.running_mean.double().numpy(), reference.running_var.double().numpy()])
-    close = lambda a, b: np.allclose(a, b, rtol=1e-4, atol=1e-6 * np.abs(expected).max())  # noqa: E731
-    if close(answer, expected):
-        passed("E[mu_B] and m/(m-1) E[sigma_B^2] over the batches, the frozen network run as in training.")
-        return
     m = len(batches[0])
-    not_yet(next((text for value, text in _population_mistakes(model, batches) if close(answer, value())), None) or
-            "Per batch: z = model[:7](batch) in train mode, its mean and biased variance over the batch; then "
-            f"average both over the batches and multiply the variance by m/(m-1) = {m}/{m - 1}.")
+    check_close(answer, expected, "E[mu_B] and m/(m-1) E[sigma_B^2] over the batches, the frozen network run as in "
+                                  "training.",
+                "Per batch: z = model[:7](batch) in train mode, its mean and biased variance over the batch; then "
+                f"average both over the batches and multiply the variance by m/(m-1) = {m}/{m - 1}.",
+                _population_mistakes(model, batches), rtol=1e-4, atol=1e-6 * np.abs(expected).max())
 
 
 def _population_mistakes(model, batches):
@@ -124,9 +137,15 @@ def _population_mistakes(model, batches):
         z = torch.cat(_layer_inputs(model, batches))
         return np.stack([z.mean(0).numpy(), z.var(0, unbiased=unbiased).numpy()])
 
+    def corrected_twice():
+        mean, var = _algorithm2(_layer_inputs(model, batches))
+        return np.stack([mean, var * m / (m - 1)])
+
     return [
         (lambda: _algorithm2(_layer_inputs(model, batches), unbiased=False),
          f"Algorithm 2 stores the unbiased variance: m/(m-1) = {m}/{m - 1} times the average of the batch variances."),
+        (corrected_twice, "The factor m/(m-1) is in twice: the unbiased variance of each batch (torch's default "
+                          "var) already holds it."),
         (lambda: pooled(True), "Average the per-batch variances sigma_B^2: the variance of all the examples pooled "
                                "also counts how the batch means scatter."),
         (lambda: pooled(False), "Average the per-batch variances sigma_B^2 (times m/(m-1)), not the variance of the "
@@ -138,9 +157,33 @@ def _population_mistakes(model, batches):
          "Those are the statistics of the first BN layer's input; the exercise asks for the last one, model[:7]."),
         (lambda: _algorithm2(_layer_inputs(model, batches, upto=4)),
          "Those are the statistics of the second BN layer's input; the exercise asks for the last one, model[:7]."),
+        (lambda: _algorithm2(_layer_inputs(model, batches, upto=8)),
+         "Those are the statistics of the last BN layer's output; the exercise asks for its input, model[:7]."),
     ]
 
 
+def _replay_mistakes(values, m):
+    """(what a common mistake returns for the replayed running mean; its hint)."""
+    expected = replay_ema(values, m, 0.0)
+    steps = np.arange(1, len(values) + 1)[:, None]
+    return [
+        (replay_ema(values, 1 - m, 0.0), "That is the Keras convention: in PyTorch momentum is the weight of the "
+                                         "NEW batch, running = (1 - m) running + m batch."),
+        (np.concatenate([values[:1], replay_ema(values[1:], m, values[0])]),
+         "torch starts running_mean at 0, not at the first batch's mean."),
+        (replay_ema(values, m, values[0]), "torch starts running_mean at 0, not at the first batch's mean."),
+        (np.concatenate([np.zeros_like(values[:1]), expected[:-1]]),
+         "Each row is one step late: record the running mean after that step's update, not before."),
+        (expected / (1 - (1 - m) ** steps), "That is Adam's bias-corrected average: BatchNorm1d keeps the plain "
+                                            "running mean, which starts at 0 and is not divided by 1 - (1 - m)^t."),
+        (np.cumsum(values, axis=0) / steps, "That is the cumulative average of the batch means (momentum=None); "
+                                            "use the momentum you are given."),
+        (np.repeat(expected[-1:], len(values), axis=0), "Every row holds the last step's value: you appended the "
+                                                        "same array each time and changed it in place; keep a copy."),
+    ]
+
+
+@check
 def check_replay(replay_running_mean):
     """``replay_running_mean(batch_means, momentum)``: the running mean after each step, from 0."""
     __tracebackhide__ = True  # noqa: F841
@@ -150,20 +193,10 @@ def check_replay(replay_running_mean):
     if answer.shape != values.shape:
         not_yet(f"Return the running mean after every step, one row per step: shape {values.shape}, "
                 f"got {answer.shape}.")
-    m = REPLAY_MOMENTUM
-    expected = replay_ema(values, m, 0.0)
-    from_first = replay_ema(values[1:], m, values[0])
-    mistakes = [
-        (replay_ema(values, 1 - m, 0.0), "That is the Keras convention: in PyTorch momentum is the weight of the "
-                                         "NEW batch, running = (1 - m) running + m batch."),
-        (np.concatenate([values[:1], from_first]), "torch starts running_mean at 0, not at the first batch's mean."),
-    ]
-    if np.allclose(answer, expected, rtol=1e-9, atol=1e-12):
-        passed("running = (1 - m) running + m mu_B, from 0: what BatchNorm1d keeps, replayed after training.")
-        return
-    not_yet(_first_mistake(answer, mistakes, 1e-9) or
-            "Start from running = 0; for each step t: running = (1 - momentum) * running + momentum * "
-            "batch_means[t], and keep a copy of every step's value.")
+    check_close(answer, replay_ema(values, REPLAY_MOMENTUM, 0.0),
+                "running = (1 - m) running + m mu_B, from 0: what BatchNorm1d keeps, replayed after training.",
+                "Start from running = 0; for each step t: running = (1 - momentum) * running + momentum * "
+                "batch_means[t], and keep a copy of every step's value.", _replay_mistakes(values, REPLAY_MOMENTUM))
 
 
 def _compare(low, high, ratio=1.5):
