@@ -55,7 +55,7 @@ def test_ranks_keep_their_own_running_means_only_without_synchronization(runs):
 
 def test_four_processes_report_progress_and_agree_with_one_process(capfd):
     """run_on_ranks' progress bar counts rank 0's steps; 4 ranks give the simulation's models."""
-    config, plan = {**RUN, "steps": 12}, (("per-device", 1.0), ("sync", 0.5))
+    config, plan = RUN.replace(steps=12), (("per-device", 1.0), ("sync", 0.5))
     ranks = run_on_ranks(ddp.train_runs, 4, plan, config, total=24, desc="four ranks")
     assert "24/24" in capfd.readouterr().err
     for index, (mode, skew) in enumerate(plan):
@@ -82,7 +82,7 @@ def test_the_grid_shows_per_device_statistics_failing_with_skew_and_devices():
 
 def test_ddp_broadcasts_rank_0_s_buffers_before_every_forward():
     demo = buffers.broadcast_run()
-    means, steps = buffers.DEMO["means"], buffers.DEMO["steps"]
+    means, steps = buffers.DEMO.means, buffers.DEMO.steps
     np.testing.assert_allclose(demo["at_start"][1], demo["at_start"][0], rtol=0, atol=1e-15)
     np.testing.assert_allclose(demo["after"], buffers.broadcast_prediction(means, steps), rtol=0, atol=1e-12)
     np.testing.assert_allclose(demo["without_ddp"][1], means[1] * (1 - 0.9 ** np.arange(1, steps + 1)), atol=1e-12)
@@ -91,7 +91,7 @@ def test_ddp_broadcasts_rank_0_s_buffers_before_every_forward():
 
 def test_counted_exchanges_are_the_sync_module_s_bytes():
     counted = cost.counted_per_layer(cost.counted_exchanges())
-    expected = np.array(list(cost.bytes_per_layer(100, cost.COUNT_CONFIG["world_size"]).values()))
+    expected = np.array(list(cost.bytes_per_layer(100, cost.COUNT_CONFIG.world_size).values()))
     assert counted.shape == (3, 3, 2)
     for layer in counted:
         np.testing.assert_array_equal(layer, expected)
@@ -117,7 +117,7 @@ def test_torchrun_entry_point_trains_what_one_process_trains(tmp_path):
     found = re.search(r"test accuracy ([\d.]+)% with the running statistics, ([\d.]+)% with population "
                       r"statistics; normalization error ([\d.]+)", done.stdout)
     assert found, done.stdout
-    expected = measure(devices.simulate("per-device", 2, 1.0, {**RUN, "steps": steps}))
+    expected = measure(devices.simulate("per-device", 2, 1.0, RUN.replace(steps=steps)))
     assert float(found[1]) == pytest.approx(100 * expected["accuracy"], abs=0.02)
     assert float(found[2]) == pytest.approx(100 * expected["population_accuracy"], abs=0.02)
     assert float(found[3]) == pytest.approx(expected["error"].mean(), abs=1e-4)
@@ -137,3 +137,23 @@ def test_the_explorer_reads_out_the_grid():
     assert f"synchronized batch norm {grid['sync_accuracy']:.1%}" in text
     assert text.startswith("10 devices, 6 examples each, skew 1")
 
+
+def test_bad_settings_are_refused_clearly():
+    with pytest.raises(TypeError, match="learning_rate"):
+        devices.GRID_CONFIG.replace(learning_rate=0.1)
+    with pytest.raises(TypeError, match="DdpRuns"):
+        devices.ddp_runs(RUN)  # the training alone: which runs, on how many processes?
+    with pytest.raises(TypeError, match="GhostRun"):
+        ghost.ghost_experiment({"examples": 2000})
+    with pytest.raises(ValueError, match="must split evenly between the devices"):
+        devices.GRID_CONFIG.replace(devices=(2, 7))
+    with pytest.raises(ValueError, match="at least 2 examples"):
+        devices.GridRun(batch_size=20, devices=(4, 20))
+    with pytest.raises(ValueError, match=r"skew is the fraction of each batch sorted by class, in \[0, 1\]"):
+        devices.DDP_CONFIG.replace(runs=(("sync", 2.0),))
+    with pytest.raises(ValueError, match="mode must be one of"):
+        devices.DDP_CONFIG.replace(runs=(("per device", 1.0),))
+    with pytest.raises(ValueError, match="divide batch_size"):
+        ghost.GHOST_CONFIG.replace(ghost_sizes=(400, 30))
+    with pytest.raises(ValueError, match="nothing to exchange"):
+        cost.COUNT_CONFIG.replace(world_size=1)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from bnlib.course.ch09.buffers import broadcast_run
+from bnlib.course.ch09.buffers import DEMO, broadcast_run
 from bnlib.course.ch09.devices import device_grid
 from bnlib.course.ch09 import exercises
 from bnlib.course.checks import NotYet
@@ -20,7 +20,7 @@ def rejected(check, answer, hint):
 def test_broadcast_running_mean(capsys):
     exercises.check_broadcast_running_mean(0.9 * (1 - 0.9 ** 3) + 1.0)
     assert capsys.readouterr().out.startswith("Correct.")
-    run = broadcast_run(exercises.BROADCAST_MEANS, exercises.BROADCAST_STEP)
+    run = broadcast_run(DEMO.replace(means=exercises.BROADCAST_MEANS, steps=exercises.BROADCAST_STEP))
     rejected(exercises.check_broadcast_running_mean, 10 * (1 - 0.9 ** 4), "what rank 2 would hold on its own")
     rejected(exercises.check_broadcast_running_mean, run["after"][0][-1], "That is rank 0's running mean")
     rejected(exercises.check_broadcast_running_mean, 10.0, "10% of the way")

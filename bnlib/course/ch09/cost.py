@@ -16,14 +16,32 @@ recursive doubling) needs about log2(p) rounds. The formulas are the model's, no
 """
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
-from bnlib.course.cache import cached
+from bnlib.course.cache import Config, experiment
 from bnlib.course.ch09 import ddp
+from bnlib.course.ch09.shards import check_split
 from bnlib.course.parallel import run_on_ranks
 
-COUNT_CONFIG = {"world_size": 2, "batch_size": 60}
+
+@dataclass(frozen=True)
+class CountRun(Config):
+    """The counted step's settings: a global batch of ``batch_size`` random inputs split between ``world_size``
+    processes."""
+
+    world_size: int = 2
+    batch_size: int = 60
+
+    def __post_init__(self):
+        if self.world_size < 2:
+            raise ValueError(f"world_size must be at least 2: on one process there is nothing to exchange; "
+                             f"got {self.world_size}")
+        check_split(self.world_size, 0.0, self.batch_size)
+
+
+COUNT_CONFIG = CountRun()
 ALPHA, BETA = 5e-6, 1e-10  # assumed: 5 microseconds per message, 10 GB/s per link
 
 
@@ -34,13 +52,12 @@ def bytes_per_layer(channels, world_size, gradient_bytes=4):
             "backward: two sums (all_reduce)": (2 * channels * gradient_bytes, 2 * channels * gradient_bytes)}
 
 
-def counted_exchanges(config=COUNT_CONFIG):
+@experiment("ch09_counted_exchanges", CountRun)
+def counted_exchanges(config):
     """Rank 0's exchanges in one DDP step of the paper's network with SyncBatchNorm, in order (cached)."""
-    def compute():
-        record = run_on_ranks(ddp.count_exchanges, config["world_size"], config["batch_size"], timeout=120)[0]
-        phases, collectives, sent, received = zip(*record)
-        return {"phase": phases, "collective": collectives, "sent": sent, "received": received}
-    return cached("ch09_counted_exchanges", config, compute)
+    record = run_on_ranks(ddp.count_exchanges, config.world_size, config.batch_size, timeout=120)[0]
+    phases, collectives, sent, received = zip(*record)
+    return {"phase": phases, "collective": collectives, "sent": sent, "received": received}
 
 
 def all_gather_seconds(p, per_rank_bytes, algorithm, alpha=ALPHA, beta=BETA):

@@ -53,12 +53,12 @@ def train_rank(rank, world_size, mode, skew, config=RUN):
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}; got {mode!r}")
     images, labels = training_data()
-    shards = sharded_batches(labels, world_size, skew, config["batch_size"], config["steps"], config["seed"])
-    model = initial_model(config["seed"])
+    shards = sharded_batches(labels, world_size, skew, config.batch_size, config.steps, config.seed)
+    model = initial_model(config.seed)
     if mode == "sync":
         model = convert_sync_batchnorm(model)
     clock = StepClock(report=rank == 0)
-    train_mlp(DistributedDataParallel(model), images, labels, [[shard] for shard in shards[:, rank]], config["lr"],
+    train_mlp(DistributedDataParallel(model), images, labels, [[shard] for shard in shards[:, rank]], config.lr,
               progress=clock)
     return model.state_dict(), clock.seconds()
 
@@ -130,12 +130,12 @@ def main(argv=None):
                                      description="The paper's MNIST network trained with DDP on CPUs (gloo).")
     parser.add_argument("--mode", choices=MODES, default="sync", help="batch norm per device, or synchronized")
     parser.add_argument("--skew", type=float, default=1.0, help="0: iid shards; 1: each device sees a few classes")
-    parser.add_argument("--steps", type=int, default=RUN["steps"], help="training steps")
+    parser.add_argument("--steps", type=int, default=RUN.steps, help="training steps")
     args = parser.parse_args(argv)
     dist.init_process_group("gloo")  # rank, world size and address from the environment torchrun sets
     try:
         rank, world_size = dist.get_rank(), dist.get_world_size()
-        state, seconds = train_rank(rank, world_size, args.mode, args.skew, {**RUN, "steps": args.steps})
+        state, seconds = train_rank(rank, world_size, args.mode, args.skew, RUN.replace(steps=args.steps))
     finally:
         dist.destroy_process_group()
     if rank == 0:

@@ -8,21 +8,52 @@ batch. ``ddp_runs`` checks that the two agree (the same weights, to float64 roun
 can fill a grid of device counts and skews in one process per core, without the cost of the exchanges.
 """
 
+from dataclasses import dataclass
 from types import SimpleNamespace
 
 import numpy as np
 from matplotlib.figure import Figure
 
-from bnlib.course.cache import cached
+from bnlib.course.cache import experiment
 from bnlib.course.ch09 import ddp
-from bnlib.course.ch09.evaluation import RUN, flat_state, initial_model, measure, training_data
+from bnlib.course.ch09.evaluation import RUN, TrainingRun, flat_state, initial_model, measure, training_data
 from bnlib.course.ch09.ghost import with_ghost_batches
-from bnlib.course.ch09.shards import classes_per_device, sharded_batches
+from bnlib.course.ch09.shards import check_split, classes_per_device, sharded_batches
 from bnlib.course.parallel import run_in_processes, run_on_ranks
 from bnlib.course.training import train_mlp
 
-DDP_CONFIG = {"world_size": 2, "runs": (("per-device", 0.0), ("per-device", 1.0), ("sync", 1.0)), **RUN}
-GRID_CONFIG = {"devices": (2, 4, 6, 10), "skews": (0.0, 0.5, 0.75, 1.0), **RUN}
+
+@dataclass(frozen=True)
+class DdpRuns(TrainingRun):
+    """The DDP runs' settings: the chapter's training (``TrainingRun``) on ``world_size`` processes, once per
+    ``(mode, skew)`` of ``runs`` (mode "per-device" or "sync", skew of the shards in [0, 1])."""
+
+    world_size: int = 2
+    runs: tuple = (("per-device", 0.0), ("per-device", 1.0), ("sync", 1.0))
+
+    def __post_init__(self):
+        for mode, skew in self.runs:
+            if mode not in ddp.MODES:
+                raise ValueError(f"mode must be one of {ddp.MODES}; got {mode!r} in runs")
+            check_split(self.world_size, skew, self.batch_size)
+
+
+@dataclass(frozen=True)
+class GridRun(TrainingRun):
+    """The grid's settings: the chapter's training (``TrainingRun``) split between each number of ``devices``
+    at each of ``skews``."""
+
+    devices: tuple = (2, 4, 6, 10)
+    skews: tuple = (0.0, 0.5, 0.75, 1.0)
+
+    def __post_init__(self):
+        for world_size in self.devices:
+            for skew in self.skews:
+                check_split(world_size, skew, self.batch_size)
+
+
+DDP_CONFIG = DdpRuns()
+GRID_CONFIG = GridRun()
 
 
 def simulate(mode, world_size, skew, config=RUN, progress=None):
@@ -31,42 +62,41 @@ def simulate(mode, world_size, skew, config=RUN, progress=None):
     Trained with ghost batches for per-device batch norm; returned, like rank 0's, with plain batch norm
     layers holding the trained parameters and running statistics."""
     images, labels = training_data()
-    shards = sharded_batches(labels, world_size, skew, config["batch_size"], config["steps"], config["seed"])
-    model = initial_model(config["seed"])
+    shards = sharded_batches(labels, world_size, skew, config.batch_size, config.steps, config.seed)
+    model = initial_model(config.seed)
     trained = model
     if mode == "per-device":
-        trained = with_ghost_batches(initial_model(config["seed"]), config["batch_size"] // world_size, "first")
-    train_mlp(trained, images, labels, [[step.reshape(-1)] for step in shards], config["lr"], progress=progress)
+        trained = with_ghost_batches(initial_model(config.seed), config.batch_size // world_size, "first")
+    train_mlp(trained, images, labels, [[step.reshape(-1)] for step in shards], config.lr, progress=progress)
     model.load_state_dict(trained.state_dict())
     return model
 
 
-def ddp_runs(config=DDP_CONFIG):
-    """Each of ``config["runs"]`` ((mode, skew) pairs) trained on ``world_size`` processes (cached).
+@experiment("ch09_ddp_runs", DdpRuns)
+def ddp_runs(config):
+    """Each of ``config.runs`` ((mode, skew) pairs) trained on ``world_size`` processes (cached).
 
     Per run: ``measure``'s numbers for rank 0's model, seconds per training step, the largest difference
     between the ranks' running means (DDP keeps one copy of the weights, not of the buffers), and the
     largest difference from ``simulate``'s model (weights and running statistics).
     """
-    def compute():
-        runs, world_size = config["runs"], config["world_size"]
-        ranks = run_on_ranks(ddp.train_runs, world_size, runs, {key: config[key] for key in RUN}, timeout=300,
-                             total=len(runs) * config["steps"], desc=f"DDP on {world_size} processes")
-        result = {key: [] for key in ("accuracy", "population_accuracy", "error", "seconds_per_step",
-                                      "rank_difference", "simulation_difference")}
-        for index, (mode, skew) in enumerate(runs):
-            states = [rank[index][0] for rank in ranks]
-            model = initial_model(config["seed"])
-            model.load_state_dict(states[0])
-            for key, value in measure(model).items():
-                result[key].append(value)
-            result["seconds_per_step"].append(max(rank[index][1] for rank in ranks))
-            result["rank_difference"].append(max((state["1.running_mean"] - states[0]["1.running_mean"]).abs().max().item()
-                                                 for state in states))
-            simulated = simulate(mode, world_size, skew, {key: config[key] for key in RUN})
-            result["simulation_difference"].append(np.abs(flat_state(model) - flat_state(simulated)).max())
-        return {"modes": [mode for mode, _ in runs], "skews": [skew for _, skew in runs], **result}
-    return cached("ch09_ddp_runs", config, compute)
+    runs, world_size = config.runs, config.world_size
+    ranks = run_on_ranks(ddp.train_runs, world_size, runs, config, timeout=300,
+                         total=len(runs) * config.steps, desc=f"DDP on {world_size} processes")
+    result = {key: [] for key in ("accuracy", "population_accuracy", "error", "seconds_per_step",
+                                  "rank_difference", "simulation_difference")}
+    for index, (mode, skew) in enumerate(runs):
+        states = [rank[index][0] for rank in ranks]
+        model = initial_model(config.seed)
+        model.load_state_dict(states[0])
+        for key, value in measure(model).items():
+            result[key].append(value)
+        result["seconds_per_step"].append(max(rank[index][1] for rank in ranks))
+        result["rank_difference"].append(max((state["1.running_mean"] - states[0]["1.running_mean"]).abs().max().item()
+                                             for state in states))
+        simulated = simulate(mode, world_size, skew, config)
+        result["simulation_difference"].append(np.abs(flat_state(model) - flat_state(simulated)).max())
+    return {"modes": [mode for mode, _ in runs], "skews": [skew for _, skew in runs], **result}
 
 
 def grid_part(settings, config, report):
@@ -75,33 +105,31 @@ def grid_part(settings, config, report):
     return [measure(simulate(mode, world_size, skew, config, progress)) for mode, world_size, skew in settings]
 
 
-def device_grid(config=GRID_CONFIG, processes=2):
+@experiment("ch09_device_grid", GridRun)
+def device_grid(config, processes=2):
     """Per-device batch norm for every device count and skew of the grid, and synchronized batch norm
     (the same for all: the global batches do not change), simulated in ``processes`` processes (cached).
 
     Arrays over (devices, skews): ``accuracy``, ``population_accuracy``, ``classes_per_device``, and
     ``error`` (devices, skews, layers); ``sync_accuracy``, ``sync_population_accuracy``, ``sync_error``.
     """
-    def compute():
-        run = {key: config[key] for key in RUN}
-        settings = [("sync", 1, 0.0)] + [("per-device", k, skew) for k in config["devices"] for skew in config["skews"]]
-        parts = [settings[part::processes] for part in range(processes)]
-        done = run_in_processes([(grid_part, (part, run)) for part in parts], total=len(settings) * run["steps"],
-                                desc="devices x skews")
-        found = {setting: result for part, results in zip(parts, done) for setting, result in zip(part, results)}
-        _, labels = training_data()
-        shape = (len(config["devices"]), len(config["skews"]))
-        grid = {"devices": config["devices"], "skews": config["skews"], "classes_per_device": np.zeros(shape)}
-        for key in ("accuracy", "population_accuracy", "error"):
-            grid[key] = np.array([[found[("per-device", k, skew)][key] for skew in config["skews"]]
-                                  for k in config["devices"]])
-            grid[f"sync_{key}"] = found[("sync", 1, 0.0)][key]
-        for i, k in enumerate(config["devices"]):
-            for j, skew in enumerate(config["skews"]):
-                shards = sharded_batches(labels, k, skew, run["batch_size"], run["steps"], run["seed"])
-                grid["classes_per_device"][i, j] = classes_per_device(labels, shards)
-        return grid
-    return cached("ch09_device_grid", config, compute)
+    settings = [("sync", 1, 0.0)] + [("per-device", k, skew) for k in config.devices for skew in config.skews]
+    parts = [settings[part::processes] for part in range(processes)]
+    done = run_in_processes([(grid_part, (part, config)) for part in parts], total=len(settings) * config.steps,
+                            desc="devices x skews")
+    found = {setting: result for part, results in zip(parts, done) for setting, result in zip(part, results)}
+    _, labels = training_data()
+    shape = (len(config.devices), len(config.skews))
+    grid = {"devices": config.devices, "skews": config.skews, "classes_per_device": np.zeros(shape)}
+    for key in ("accuracy", "population_accuracy", "error"):
+        grid[key] = np.array([[found[("per-device", k, skew)][key] for skew in config.skews]
+                              for k in config.devices])
+        grid[f"sync_{key}"] = found[("sync", 1, 0.0)][key]
+    for i, k in enumerate(config.devices):
+        for j, skew in enumerate(config.skews):
+            shards = sharded_batches(labels, k, skew, config.batch_size, config.steps, config.seed)
+            grid["classes_per_device"][i, j] = classes_per_device(labels, shards)
+    return grid
 
 
 def device_figure():
@@ -122,8 +150,8 @@ def device_figure():
         ax.set_xlabel("skew of the shards (0: iid, 1: sorted by class)")
         ax.set_xticks(skews)
     left.legend(fontsize=7)
-    figure.suptitle(f"Paper MLP on MNIST, global batch {RUN['batch_size']} split between devices, "
-                    f"{RUN['steps']} steps", fontsize=10)
+    figure.suptitle(f"Paper MLP on MNIST, global batch {RUN.batch_size} split between devices, "
+                    f"{RUN.steps} steps", fontsize=10)
     figure.tight_layout()
     data = {key: grid[key] for key in ("devices", "skews", "accuracy", "population_accuracy", "sync_accuracy",
                                        "sync_population_accuracy", "classes_per_device")}

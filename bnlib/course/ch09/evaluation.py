@@ -20,20 +20,34 @@ model as saved (rank 0's copy under DDP):
 """
 
 import copy
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 import torch
 
+from bnlib.course.cache import Config
 from bnlib.course.models import paper_mlp
 from bnlib.course.training import accuracy, mnist, small_model_settings
 from bnlib.running_stats import batch_norm_layers, recompute_population_statistics
 
-RUN = {"batch_size": 60, "steps": 500, "lr": 0.5, "seed": 0}
+
+@dataclass(frozen=True)
+class TrainingRun(Config):
+    """The training every MNIST run of the chapter shares: plain SGD on global batches of ``batch_size`` for
+    ``steps``, from the initial weights and with the batches of ``seed``."""
+
+    batch_size: int = 60
+    steps: int = 500
+    lr: float = 0.5
+    seed: int = 0
+
+
+RUN = TrainingRun()
 POPULATION = {"examples": 12_000, "batch_size": 600}  # training images for Algorithm 2, and its batch size
 
 
-def initial_model(seed=RUN["seed"]):
+def initial_model(seed=RUN.seed):
     """The paper's batch-norm MLP in float64, with the initial weights every run of the chapter starts from."""
     torch.manual_seed(seed)
     return paper_mlp(batch_norm=True).to(torch.float64)

@@ -4,7 +4,7 @@ population statistics can and cannot repair. The constants are the questions' da
 import numpy as np
 import torch
 
-from bnlib.course.ch09.buffers import broadcast_run
+from bnlib.course.ch09.buffers import DEMO, broadcast_run
 from bnlib.course.ch09.devices import device_grid
 from bnlib.course.checks import call, check_choice, check_value, not_yet, passed, run
 from bnlib.layers import BatchNorm1d
@@ -18,7 +18,7 @@ FIX_CHOICES = ("all the way", "part of the way", "not at all")
 
 def check_broadcast_running_mean(answer):
     """``answer``: rank ``BROADCAST_RANK``'s running mean after step ``BROADCAST_STEP`` of a run on three ranks."""
-    run = broadcast_run(BROADCAST_MEANS, BROADCAST_STEP)
+    run = broadcast_run(DEMO.replace(means=BROADCAST_MEANS, steps=BROADCAST_STEP))
     rank, last = BROADCAST_RANK, BROADCAST_STEP - 1
     own = BROADCAST_MEANS[rank]
     check_value(

@@ -31,7 +31,7 @@ def devices_explorer(devices=4, skew=1.0, config=GRID_CONFIG):
         left.axhline(100 * grid["sync_accuracy"], color="black", linestyle=":", label="synchronized")
         left.axvline(skew, color="gray", alpha=0.4, linewidth=8)
         left.set(ylim=(0, 100), xticks=grid["skews"], xlabel="skew of the shards (0: iid, 1: sorted by class)",
-                 ylabel="test accuracy (%)", title=f"{devices} devices of {config['batch_size'] // devices} examples")
+                 ylabel="test accuracy (%)", title=f"{devices} devices of {config.batch_size // devices} examples")
         left.legend(fontsize=8, loc="lower left")
         right.cla()
         right.bar(layers - 0.2, grid["error"][i, j], 0.4, color="C0", label="per device")
@@ -41,7 +41,7 @@ def devices_explorer(devices=4, skew=1.0, config=GRID_CONFIG):
                   title=f"Running statistics at skew {skew:g}")
         right.legend(fontsize=8)
         figure.tight_layout()
-        text = (f"{devices} devices, {config['batch_size'] // devices} examples each, skew {skew:g} (on average "
+        text = (f"{devices} devices, {config.batch_size // devices} examples each, skew {skew:g} (on average "
                 f"{grid['classes_per_device'][i, j]:.1f} classes in a device's shard): per-device batch norm reaches "
                 f"{accuracy[j]:.1%} test accuracy with rank 0's running statistics, {population[j]:.1%} with "
                 f"population statistics recomputed after training; synchronized batch norm {grid['sync_accuracy']:.1%} "

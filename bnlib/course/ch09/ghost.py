@@ -16,12 +16,14 @@ the first shard alone (``running_from="first"``).
 gradient steps, only the ghost size changing.
 """
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
-from bnlib.course.cache import cached
+from bnlib.course.cache import Config, experiment
 from bnlib.course.models import paper_mlp
 from bnlib.course.training import evaluate, mnist, random_batches, train_mlp
 from bnlib.functional import batch_norm_train
@@ -80,33 +82,50 @@ def with_ghost_batches(model, ghost_size, running_from="all"):
     return model
 
 
-GHOST_CONFIG = {"examples": 2000, "batch_size": 400, "steps": 300, "lr": 2.0, "ghost_sizes": (400, 100, 25, 10),
-                "seeds": (0, 1)}
+@dataclass(frozen=True)
+class GhostRun(Config):
+    """The ghost-batch experiment's settings: the first ``examples`` training images, gradient batches of
+    ``batch_size``, statistics over ghost batches of each of ``ghost_sizes``, once per seed of ``seeds``."""
+
+    examples: int = 2000
+    batch_size: int = 400
+    steps: int = 300
+    lr: float = 2.0
+    ghost_sizes: tuple = (400, 100, 25, 10)
+    seeds: tuple = (0, 1)
+
+    def __post_init__(self):
+        for ghost in self.ghost_sizes:
+            if ghost < 2 or self.batch_size % ghost:
+                raise ValueError(f"each ghost size must be at least 2 and divide batch_size ({self.batch_size}), "
+                                 f"so that every batch splits into ghost batches; got {ghost}")
 
 
-def ghost_experiment(config=GHOST_CONFIG):
+GHOST_CONFIG = GhostRun()
+
+
+@experiment("ch09_ghost_batch_norm", GhostRun)
+def ghost_experiment(config):
     """The paper MLP trained on the first ``examples`` training images in batches of ``batch_size``, with
     ghost batches of each size (as large as the batch: plain batch norm); per seed, the same initial weights
     and batches for every ghost size. Arrays (seeds, ghost sizes): training loss and accuracy (eval mode, on
     those images), test loss and accuracy (cached)."""
-    def compute():
-        images, labels = mnist(train=True)
-        images, labels = images[:config["examples"]], labels[:config["examples"]]
-        test_images, test_labels = mnist(train=False)
-        rows = []
-        total = len(config["seeds"]) * len(config["ghost_sizes"]) * config["steps"]
-        with tqdm(total=total, desc="ghost batch sizes") as bar:
-            for seed in config["seeds"]:
-                batches = random_batches(len(labels), config["batch_size"], config["steps"], seed)
-                for ghost in config["ghost_sizes"]:
-                    torch.manual_seed(seed)
-                    model = with_ghost_batches(paper_mlp(batch_norm=True), ghost)
-                    train_mlp(model, images, labels, batches, config["lr"], progress=bar)
-                    rows.append([*evaluate(model, images, labels), *evaluate(model, test_images, test_labels)])
-        rows = np.array(rows).reshape(len(config["seeds"]), len(config["ghost_sizes"]), 4)
-        return {"ghost_sizes": config["ghost_sizes"], "seeds": config["seeds"], "train_loss": rows[..., 0],
-                "train_accuracy": rows[..., 1], "test_loss": rows[..., 2], "test_accuracy": rows[..., 3]}
-    return cached("ch09_ghost_batch_norm", config, compute)
+    images, labels = mnist(train=True)
+    images, labels = images[:config.examples], labels[:config.examples]
+    test_images, test_labels = mnist(train=False)
+    rows = []
+    total = len(config.seeds) * len(config.ghost_sizes) * config.steps
+    with tqdm(total=total, desc="ghost batch sizes") as bar:
+        for seed in config.seeds:
+            batches = random_batches(len(labels), config.batch_size, config.steps, seed)
+            for ghost in config.ghost_sizes:
+                torch.manual_seed(seed)
+                model = with_ghost_batches(paper_mlp(batch_norm=True), ghost)
+                train_mlp(model, images, labels, batches, config.lr, progress=bar)
+                rows.append([*evaluate(model, images, labels), *evaluate(model, test_images, test_labels)])
+    rows = np.array(rows).reshape(len(config.seeds), len(config.ghost_sizes), 4)
+    return {"ghost_sizes": config.ghost_sizes, "seeds": config.seeds, "train_loss": rows[..., 0],
+            "train_accuracy": rows[..., 1], "test_loss": rows[..., 2], "test_accuracy": rows[..., 3]}
 
 
 def ghost_figure():
@@ -126,8 +145,8 @@ def ghost_figure():
         ax.minorticks_off()
         ax.set_xlabel("ghost batch size (statistics)")
         ax.legend(fontsize=8)
-    figure.suptitle(f"gradient over batches of {config['batch_size']}, {config['steps']} steps on "
-                    f"{config['examples']:,} training images", fontsize=10)
+    figure.suptitle(f"gradient over batches of {config.batch_size}, {config.steps} steps on "
+                    f"{config.examples:,} training images", fontsize=10)
     figure.tight_layout()
     return figure, {key: result[key] for key in ("ghost_sizes", "seeds", "train_loss", "train_accuracy", "test_loss",
                                                  "test_accuracy")}

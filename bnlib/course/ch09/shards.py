@@ -26,12 +26,8 @@ def device_order(labels, skew, generator):
     return torch.argsort(keys, stable=True)
 
 
-def sharded_batches(labels, world_size, skew, batch_size, steps, seed=0):
-    """Indices into ``labels`` of every device's shard at every step, shape (steps, world_size, batch_size / world_size).
-
-    Row ``[t, r]`` is device r's shard of step t; the rows of a step, concatenated in rank order, are the
-    global batch in the order that ``device_order`` gives it. Every process computes the same tensor.
-    """
+def check_split(world_size, skew, batch_size):
+    """Refuse, with the reason, a split that ``sharded_batches`` cannot make."""
     if world_size < 1 or batch_size % world_size:
         raise ValueError(f"the global batch of {batch_size} must split evenly between the devices; got "
                          f"world_size {world_size}: use a divisor of {batch_size}")
@@ -41,6 +37,15 @@ def sharded_batches(labels, world_size, skew, batch_size, steps, seed=0):
     if batch_size // world_size < 2:
         raise ValueError(f"each device needs at least 2 examples for batch norm; {batch_size} split "
                          f"{world_size} ways leaves {batch_size // world_size}")
+
+
+def sharded_batches(labels, world_size, skew, batch_size, steps, seed=0):
+    """Indices into ``labels`` of every device's shard at every step, shape (steps, world_size, batch_size / world_size).
+
+    Row ``[t, r]`` is device r's shard of step t; the rows of a step, concatenated in rank order, are the
+    global batch in the order that ``device_order`` gives it. Every process computes the same tensor.
+    """
+    check_split(world_size, skew, batch_size)
     generator = torch.Generator().manual_seed(seed)
     shards = torch.empty(steps, batch_size, dtype=torch.int64)
     for step in range(steps):
