@@ -9,7 +9,7 @@ gradient at sqrt(c) W is g(W) / sqrt(c) (scale invariance),
 so B's hidden weights stay sqrt(c) times A's, step after step, and the two networks compute the same function.
 ``run_equivalence`` checks it on MNIST, on the same batches, in three settings: float64 with BN's eps ~ 0 (the
 identity holds to rounding), float64 with torch's eps 1e-5 (eps breaks scale invariance a little), and float32
-with eps ~ 0, for c = 3 and for c = 4, a power of two: scaling by sqrt(4) = 2 is exact in floating point.
+with eps ~ 0 (float32 rounding).
 """
 
 import math
@@ -36,7 +36,7 @@ class EquivalenceRun(Config):
 
     lr: float = 0.1
     wd: float = 3e-3
-    cases: tuple = (("float64", TINY_EPS, (3.0,)), ("float64", 1e-5, (3.0,)), ("float32", TINY_EPS, (3.0, 4.0)))
+    cases: tuple = (("float64", TINY_EPS, (3.0,)), ("float64", 1e-5, (3.0,)), ("float32", TINY_EPS, (3.0,)))
     steps: int = 500
     checkpoints: tuple = (1, 10, 30, 100, 300, 500)
     batch_size: int = 60
