@@ -133,7 +133,7 @@ def reached(summary, last=LAST):
 
 def momentum_candidates(lr, wd, momentum):
     """Three guesses at the equilibrium angle with momentum: sqrt(2 lr wd) (momentum ignored), sqrt(2 lr wd /
-    (1 + mu)) (Wan et al. 2021, Theorem 3), sqrt(2 lr wd / (1 - mu)) (lr / (1 - mu) as the effective step)."""
+    (1 + mu)) (Wan et al. 2021), sqrt(2 lr wd / (1 - mu)) (lr / (1 - mu) as the effective step)."""
     return {"sqrt(2 lr wd)": equilibrium_angle(lr, wd), "sqrt(2 lr wd / (1 + mu))": equilibrium_angle(lr, wd, momentum),
             "sqrt(2 lr wd / (1 - mu))": math.sqrt(2 * lr * wd / (1 - momentum))}
 

@@ -161,14 +161,15 @@ def effective_lr(lr, norm2):
 
 
 def equilibrium_angle(lr, wd, momentum=0.0):
-    """The angle a step turns W by once its norm is at equilibrium: sqrt(2 lr wd / (1 + mu))
-    (Wan et al. 2021, Theorem 3; mu = 0 for plain SGD)."""
+    """The angle a step turns W by once its norm is at equilibrium: sqrt(2 lr wd / (1 + mu)), mu = 0 for plain
+    SGD (Wan et al. 2021, their theorem on the angular update at equilibrium)."""
     return math.sqrt(2 * lr * wd / (1 + momentum))
 
 
 def equilibrium_steps(lr, wd, momentum=0.0):
-    """The time scale of the approach to equilibrium, (1 - mu) / (2 lr wd) steps (Wan et al. 2021, Theorems 1
-    and 2: the rate (1 - 2 lr wd / (1 - mu))^t)."""
+    """The time scale of the approach to equilibrium, (1 - mu) / (2 lr wd) steps: Wan et al. (2021) bound the mean
+    squared distance of ||W||^2 from its equilibrium value by (1 - 2 lr wd / (1 - mu))^t times its start, plus a
+    term for the gradient's noise."""
     return (1 - momentum) / (2 * lr * wd)
 
 
