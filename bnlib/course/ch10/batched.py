@@ -109,6 +109,7 @@ class BatchedMLP(nn.Module):
                 norm = BatchNorm1d(fan_out, eps=source.eps, dtype=dtype)
                 for name in ("weight", "bias", "running_mean", "running_var"):
                     getattr(norm, name).copy_(getattr(source, name).view(self.runs, -1)[run])
+                norm.num_batches_tracked.copy_(source.num_batches_tracked)
                 layers.append(norm)
             else:
                 linear.bias.copy_(self.biases[layer][run])
