@@ -20,11 +20,11 @@ EVERY = 5  # steps between plotted points
 
 def optimizer_readout(result, index, layer):
     """"RMS angle vs prediction; norm; effective lr; accuracy" for run ``index`` and hidden layer ``layer``."""
-    summary = angle_summary(result, index)
     norm2 = result["norm2"][:, layer, index]
-    lr, wd = summary["lr"], summary["wd"]
+    lr, wd = float(result["lr"][index]), float(result["wd"][index])
     measured = np.sqrt(np.mean(np.square(result["angle"][-LAST:, layer, index])))
-    if wd:
+    if wd:  # (angle_summary's prediction and time scale need a weight decay)
+        summary = angle_summary(result, index)
         headline = (f"angle per step {measured:.4f} rad (RMS, last {LAST} steps) against sqrt(2 lr wd) = "
                     f"{summary['predicted']:.4f}: ratio {summary['rms_ratio'][layer]:.2f}")
         settle = f"time scale 1/(2 lr wd) = {summary['time_scale']:,.0f} steps"
@@ -35,7 +35,7 @@ def optimizer_readout(result, index, layer):
         headline,
         f"layer {layer + 1}: ||W|| {np.sqrt(norm2[0]):.2f} -> {np.sqrt(norm2[-1]):.2f}",
         f"effective lr {lr / norm2[0]:.3g} -> {lr / norm2[-1]:.3g}", settle,
-        f"test accuracy {summary['accuracy']:.2%} (lr {lr:g}, wd {wd:g})"])
+        f"test accuracy {result['accuracy'][index]:.2%} (lr {lr:g}, wd {wd:g})"])
 
 
 def optimizer_explorer(lr=0.2, wd=3e-3, layer=1, config=GRID):
@@ -48,7 +48,6 @@ def optimizer_explorer(lr=0.2, wd=3e-3, layer=1, config=GRID):
 
     def draw(lr, wd, layer):
         index, layer = run_index(result, lr, wd), layer - 1
-        summary = angle_summary(result, index)
         for ax in axes:
             ax.cla()
         norm2 = result["norm2"][::EVERY, layer, index]
@@ -60,6 +59,7 @@ def optimizer_explorer(lr=0.2, wd=3e-3, layer=1, config=GRID):
         axes[2].plot(steps, trailing_rms(result["angle"][:, layer, index])[::EVERY], color="tab:red",
                      label="measured (RMS, last 200 steps)")
         if wd:
+            summary = angle_summary(result, index)
             axes[2].axhline(summary["predicted"], color="black", linestyle=":", label="sqrt(2 lr wd)")
             if summary["time_scale"] <= steps[-1]:
                 axes[2].axvline(summary["time_scale"], color="0.5", linewidth=0.8, label="1 / (2 lr wd)")
