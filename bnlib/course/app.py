@@ -26,11 +26,13 @@ from bnlib.course.ch06 import explorers as ch06
 from bnlib.course.ch07 import explorers as ch07
 from bnlib.course.ch08 import explorers as ch08
 from bnlib.course.ch09 import explorers as ch09
+from bnlib.course.ch10 import explorers as ch10
 from bnlib.course.explorer import figure_image
 
 CHAPTERS = {"01": "Input normalization", "02": "Internal covariate shift", "03": "Batch norm from scratch",
             "04": "Gamma and beta", "05": "Running statistics", "06": "The paper's MNIST experiment",
-            "07": "Perils, and why it works", "08": "Convolutions and deployment", "09": "Across devices"}
+            "07": "Perils, and why it works", "08": "Convolutions and deployment", "09": "Across devices",
+            "10": "Batch norm and the optimizer"}
 FIRST = "06"
 
 
@@ -75,6 +77,8 @@ ITEMS = [
      ch08.recalibration_explorer),
     ("09", "Data-parallel training: each device's batch statistics, against the whole batch's.",
      ch09.devices_explorer),
+    ("10", "Learning rate x weight decay: the weights' norm, the effective learning rate, the angle per step.",
+     ch10.optimizer_explorer),
 ]
 
 

@@ -23,6 +23,7 @@ FIGURE_MODULES = [
     "bnlib.course.ch07.norm_alternatives",
     "bnlib.course.ch08.figures",
     "bnlib.course.ch09.devices", "bnlib.course.ch09.ghost",
+    "bnlib.course.ch10.figures",
 ]
 SIGNIFICANT = 6
 
