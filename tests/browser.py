@@ -43,6 +43,16 @@ SCREEN = {"width": 1280, "height": 800}  # a projector's screen: every explorer 
 WIDE_SCREEN = {"width": 1920, "height": 1080}
 
 
+def require_browser():
+    """Skip the calling test when Chromium or playwright is missing; fail instead under ``CI=true``, where a
+    missing browser is a broken set-up, not a choice."""
+    import pytest
+
+    reason = missing_browser()
+    if reason:
+        (pytest.fail if os.environ.get("CI", "").lower() in ("true", "1", "yes") else pytest.skip)(reason)
+
+
 def missing_browser():
     """Why the browser tests cannot run here, or None when they can."""
     try:

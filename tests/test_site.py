@@ -10,7 +10,6 @@ asked of the network, the math must be typeset and the explorer's picture loaded
 import base64
 import io
 import json
-import os
 import re
 import time
 from pathlib import Path
@@ -156,17 +155,11 @@ def test_bad_input_is_refused_with_a_reason(tmp_path, capsys):
         build.build_site([untitled], tmp_path / "site", run=fake_run)
 
 
-def in_ci():
-    return os.environ.get("CI", "").lower() in ("true", "1", "yes")
-
-
 @pytest.fixture(scope="module")
 def chromium(tmp_path_factory):
-    from browser import launch_chromium, missing_browser
+    from browser import launch_chromium, require_browser
 
-    reason = missing_browser()
-    if reason:
-        (pytest.fail if in_ci() else pytest.skip)(reason)
+    require_browser()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

@@ -18,7 +18,6 @@ Without Chromium or playwright the tests skip on a learner's machine, and fail i
 """
 
 import json
-import os
 import shutil
 import time
 import urllib.error
@@ -27,7 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from browser import (SCREEN, WIDE_SCREEN, copy_course, kernel_idle, kernels, launch_chromium, missing_browser,
+from browser import (SCREEN, WIDE_SCREEN, copy_course, kernel_idle, kernels, launch_chromium, require_browser,
                      run_all, start_lab, start_voila, wait_for, widget_notebooks, write_explorer_notebook)
 from browser_explorers import assert_no_errors, exercise, layout, layout_problems
 
@@ -44,15 +43,9 @@ RUN_TIMEOUT = 900  # seconds for Run All or the app's first chapter; cached resu
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("browser")]
 
 
-def in_ci():
-    return os.environ.get("CI", "").lower() in ("true", "1", "yes")
-
-
 @pytest.fixture(scope="module")
 def chromium(tmp_path_factory):
-    reason = missing_browser()
-    if reason:
-        (pytest.fail if in_ci() else pytest.skip)(reason)
+    require_browser()
     from playwright.sync_api import sync_playwright
 
     playwright = sync_playwright().start()
