@@ -83,7 +83,7 @@ def test_batch_means_of_non_representative_batches_sit_far_from_the_running_mean
     assert rows["sorted by class"]["gap"] > 2.5 * rows["shuffled"]["gap"]
     assert rows["GAN: all-real, all-fake"]["gap"] > 2 * rows["GAN: mixed 50/50"]["gap"]
     assert 1.1 * RANDOM_BATCH_GAP < rows["shuffled"]["gap"] < 1.4 * RANDOM_BATCH_GAP
-    mixed_theory = np.sqrt(2 / np.pi / (2 * GAN_CONFIG["half_batch"]))
+    mixed_theory = np.sqrt(2 / np.pi / (2 * GAN_CONFIG.half_batch))
     assert 0.85 * mixed_theory < rows["GAN: mixed 50/50"]["gap"] < 1.15 * mixed_theory
 
 

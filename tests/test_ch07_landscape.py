@@ -194,14 +194,14 @@ def test_the_probes_move_different_distances_and_per_distance_the_change_is_abou
     about ten times farther (||g||); past the start the gradients have about the same size; per distance moved
     (effective beta-smoothness) the medians are about level, while without BN the change grows more with the step."""
     result = loss_landscape()
-    none, bn = LANDSCAPE_CONFIG["norms"].index("none"), LANDSCAPE_CONFIG["norms"].index("batch")
+    none, bn = LANDSCAPE_CONFIG.norms.index("none"), LANDSCAPE_CONFIG.norms.index("batch")
     norm, change = np.array(result["gradient_norm"]), np.array(result["gradient_change"])
     smoothness = np.array(result["effective_smoothness"])
     assert change[bn][0] > 20 * change[none][0]
     assert 5 < norm[bn][0] / norm[none][0] < 20
     assert 2 / 3 < np.median(norm[bn][2:]) / np.median(norm[none][2:]) < 1.5
     assert 0.5 < np.median(smoothness[bn]) / np.median(smoothness[none]) < 2
-    smallest = min(LANDSCAPE_CONFIG["step_multipliers"]) * LANDSCAPE_CONFIG["lr"]
+    smallest = min(LANDSCAPE_CONFIG.step_multipliers) * LANDSCAPE_CONFIG.lr
     growth = change / (smoothness * smallest * norm)  # the largest change over the smallest step's, or less
     assert np.median(growth[none]) > 5 and np.median(growth[bn]) < 2.5   # at most 8: the step sizes span 8x
 

@@ -136,7 +136,7 @@ def test_ghost_batches_of_10_take_40_ema_steps_per_step_and_keep_noisier_running
     """Notebook section 5: at ghost size 10 a training step of 400 takes 40 EMA steps, each on 10 examples, so
     the running statistics are noisier than plain batch norm's."""
     from bnlib.course.ch09.ghost import GHOST_CONFIG
-    assert GHOST_CONFIG["batch_size"] // min(GHOST_CONFIG["ghost_sizes"]) == 40
+    assert GHOST_CONFIG.batch_size // min(GHOST_CONFIG.ghost_sizes) == 40
     generator = torch.Generator().manual_seed(0)
     spread = {}
     for ghost_size in (400, 10):
