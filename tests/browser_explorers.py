@@ -66,12 +66,13 @@ def describe(control):
 
 
 def drag_slider(page, control):
-    """Drag the noUi handle to a quarter of the track from the far end (snaps even with two options)."""
+    """Drag the noUi handle to a fifth of the track from the far end: another option with two options, and with
+    three from the middle one (a quarter would be midway between two of them, and could snap back)."""
     handle = control.locator(".noUi-handle").first
     handle.scroll_into_view_if_needed()
     grip, track = handle.bounding_box(), control.locator(".noUi-target").first.bounding_box()
     x, y = grip["x"] + grip["width"] / 2, grip["y"] + grip["height"] / 2
-    target = track["x"] + track["width"] * (0.75 if x < track["x"] + track["width"] / 2 else 0.25)
+    target = track["x"] + track["width"] * (0.8 if x < track["x"] + track["width"] / 2 else 0.2)
     page.mouse.move(x, y)
     page.mouse.down()
     page.mouse.move(target, y, steps=10)
