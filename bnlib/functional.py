@@ -14,7 +14,7 @@ from typing import NamedTuple, Optional
 
 import torch
 
-from .validation import LOW_PRECISION, check_eps, check_input_shape
+from .validation import EPS, LOW_PRECISION, check_eps, check_input_shape
 
 
 class Saved(NamedTuple):
@@ -226,7 +226,7 @@ def batch_norm_function(*args):
     return BatchNormFunction.apply(*args)
 
 
-def batch_norm_train(x, weight, bias, eps=1e-5):
+def batch_norm_train(x, weight, bias, eps=EPS):
     """Functional training-mode batch norm: ``(out, mean, biased_var)``, differentiable in x, weight, bias."""
     check_input_shape(x.shape, training=True)
     return batch_norm_function(x, weight, bias, check_eps(eps))

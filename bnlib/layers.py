@@ -15,7 +15,7 @@ from torch.nn.modules.batchnorm import _BatchNorm as TorchBatchNorm
 
 from .functional import batch_norm_function, cast, compute_dtype, per_channel, scale_and_shift
 from .running_stats import unbiased_variance
-from .validation import (check_dtype, check_eps, check_input_shape, check_layer_state, check_momentum,
+from .validation import (EPS, check_dtype, check_eps, check_input_shape, check_layer_state, check_momentum,
                          check_num_features)
 
 
@@ -25,7 +25,7 @@ class _BatchNorm(TorchBatchNorm):
     input_dims: tuple = ()
     input_layout = ""
 
-    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True,
+    def __init__(self, num_features, eps=EPS, momentum=0.1, affine=True, track_running_stats=True,
                  device=None, dtype=None, *, bias=True):
         # eps is checked when used, as torch does: 0 is fine for normalizing with running statistics
         super().__init__(check_num_features(num_features), eps, check_momentum(momentum), affine,

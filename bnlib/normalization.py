@@ -18,9 +18,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .validation import check_channel_vector, check_eps, check_input_shape
-
-EPS = 1e-5  # torch's default: keeps 1 / sqrt(var + eps) finite when a channel is constant
+from .validation import EPS, check_channel_vector, check_eps, check_input_shape  # EPS = 1e-5, torch's default
 
 
 class Cache(NamedTuple):

@@ -32,7 +32,7 @@ from .functional import (Saved, batch_norm_train, bn_backward_dx, bn_backward_su
                          reduce_dims)
 from .layers import BatchNorm1d, BatchNorm2d
 from .running_stats import ema_update
-from .validation import SINGLE_VALUE, check_dtype, check_eps, check_input_shape, check_momentum, check_num_features
+from .validation import EPS, SINGLE_VALUE, check_dtype, check_eps, check_input_shape, check_momentum, check_num_features
 
 
 def chan_merge(counts, stats):
@@ -117,7 +117,7 @@ class SyncBatchNorm(torch.nn.modules.batchnorm._BatchNorm):
     nothing (with ``track_running_stats=False`` it uses the local shard's statistics, as torch's does).
     """
 
-    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True,
+    def __init__(self, num_features, eps=EPS, momentum=0.1, affine=True, track_running_stats=True,
                  process_group=None, device=None, dtype=None, *, bias=True):
         super().__init__(check_num_features(num_features), check_eps(eps), check_momentum(momentum), affine,
                          track_running_stats, device=device, dtype=dtype, bias=bias)

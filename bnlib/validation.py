@@ -10,6 +10,7 @@ import numbers
 
 import torch
 
+EPS = 1e-5  # eps's default, torch's: keeps 1 / sqrt(var + eps) finite when a channel is constant
 SINGLE_VALUE = "Expected more than 1 value per channel when training"
 LOW_PRECISION = (torch.float16, torch.bfloat16)  # computed in float32, as torch's CPU kernels do
 STATE_NAMES = ("weight", "bias", "running_mean", "running_var")
@@ -37,13 +38,13 @@ def check_eps(eps, training=True):
     """
     if not _is_real(eps):
         raise TypeError(f"eps must be a float, a small positive number added to the variance "
-                        f"(default 1e-5); got {eps!r}")
+                        f"(default {EPS}); got {eps!r}")
     if not (0 < eps if training else 0 <= eps) or eps == math.inf:
         rule = ("positive when normalizing with batch statistics (training)" if training else
                 "non-negative when normalizing with running statistics")
         raise ValueError(f"eps must be {rule}: it is added to the variance, which is 0 for a channel whose "
                          f"values are all equal, so that 1 / sqrt(var + eps) stays finite; use a small "
-                         f"number such as the default 1e-5; got {eps}")
+                         f"number such as the default {EPS}; got {eps}")
     return float(eps)
 
 
