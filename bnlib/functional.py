@@ -14,6 +14,7 @@ from typing import NamedTuple, Optional
 
 import torch
 
+from .normalization import per_channel, reduce_axes
 from .validation import EPS, LOW_PRECISION, check_eps, check_input_shape
 
 
@@ -26,16 +27,6 @@ class Saved(NamedTuple):
     weight: Optional[torch.Tensor]  # gamma (C,), or None without affine parameters
     mean: torch.Tensor             # mu, (C,)
     var: torch.Tensor              # biased batch variance, (C,)
-
-
-def reduce_dims(x):
-    """Every axis but the channels' (axis 1): just the batch axis for (N, C), the commonest case."""
-    return 0 if x.dim() == 2 else [0, *range(2, x.dim())]
-
-
-def per_channel(vector, like):
-    """A (C,) vector shaped to broadcast against ``like``: (C,) already does for (N, C), else (1, C, 1, ...)."""
-    return vector if like.dim() == 2 else vector.view((1, -1) + (1,) * (like.dim() - 2))
 
 
 def compute_dtype(dtype):
@@ -52,11 +43,11 @@ def scale_and_shift(x_centered, scale, shift, scratch=None):
     """(x - mu) scale + shift, in one fused pass when there are both; ``scale`` or ``shift`` may be None.
     Written into ``scratch``, a full-size buffer of ours, when given (see ``_into``)."""
     if scale is None:
-        return x_centered if shift is None else x_centered + per_channel(shift, x_centered)
-    scale = per_channel(scale, x_centered)
+        return x_centered if shift is None else x_centered + per_channel(shift, x_centered.dim())
+    scale = per_channel(scale, x_centered.dim())
     if shift is None:
         return _into(scratch, torch.mul, x_centered, scale)
-    return _into(scratch, torch.addcmul, per_channel(shift, x_centered), x_centered, scale)
+    return _into(scratch, torch.addcmul, per_channel(shift, x_centered.dim()), x_centered, scale)
 
 
 def _into(scratch, op, *args):
@@ -89,9 +80,9 @@ def bn_forward_tensor(x, weight, bias, eps, stats_dtype=None):
     kernel stores the statistics of a layer held in that type (and the variance too for bfloat16, whose
     range cannot overflow).
     """
-    dims = reduce_dims(x)
+    dims = reduce_axes(x.dim())
     mean = _round(x.mean(dims), stats_dtype)                            # mu = 1/m sum x_i
-    x_centered = x - per_channel(mean, x)                              # x - mu
+    x_centered = x - per_channel(mean, x.dim())                          # x - mu
     out = x_centered * x_centered                                       # scratch: (x - mu)^2
     var = out.mean(dims)                                                # var = 1/m sum (x - mu)^2
     if stats_dtype == torch.bfloat16:
@@ -131,7 +122,7 @@ def bn_backward_sums(dout, saved):
     Returns ``(dbeta, dgamma, products)``: dbeta = sum dy, dgamma = sum dy x_hat, and the buffer that
     held the products dy (x - mu) on the way.
     """
-    dims = reduce_dims(dout)
+    dims = reduce_axes(dout.dim())
     dbeta = dout.sum(dims)                                              # sum_i dy_i
     products = dout * saved.x_centered                                  # dy_i (x_i - mu)
     dgamma = products.sum(dims) * saved.inv_std                         # sum_i dy_i x_hat_i
@@ -147,8 +138,9 @@ def bn_backward_dx(dout, saved, dbeta, dgamma, m, out=None):
     x_centered, inv_std, k = saved.x_centered, saved.inv_std, saved.scale
     variance_coefficient = dgamma * inv_std * k                         # k inv_std dgamma: the variance path
     mean_path = k * dbeta * (-1 / m)                                    # -k dbeta/m: the mean path
-    dx = _into(out, torch.addcmul, per_channel(mean_path, dout), dout, per_channel(k, dout))  # k dy - k dbeta/m
-    return dx.addcmul_(x_centered, per_channel(variance_coefficient, dout), value=-1 / m)  # - k x_hat dgamma/m
+    ndim = dout.dim()
+    dx = _into(out, torch.addcmul, per_channel(mean_path, ndim), dout, per_channel(k, ndim))  # k dy - k dbeta/m
+    return dx.addcmul_(x_centered, per_channel(variance_coefficient, ndim), value=-1 / m)  # - k x_hat dgamma/m
 
 
 def _forward(x, weight, bias, eps, stats_dtype=None):

@@ -13,7 +13,8 @@ goes through ``bnlib.functional.BatchNormFunction``, whose backward is the formu
 import torch
 from torch.nn.modules.batchnorm import _BatchNorm as TorchBatchNorm
 
-from .functional import batch_norm_function, cast, compute_dtype, per_channel, scale_and_shift
+from .functional import batch_norm_function, cast, compute_dtype, scale_and_shift
+from .normalization import per_channel
 from .running_stats import unbiased_variance
 from .validation import (EPS, check_dtype, check_eps, check_input_shape, check_layer_state, check_momentum,
                          check_num_features)
@@ -58,7 +59,7 @@ class _BatchNorm(TorchBatchNorm):
         # differentiates them. Centering first: folding the mean into the shift would cancel.
         inv_std = torch.rsqrt(cast(running_var, dtype) + eps)
         scale = inv_std if weight is None else inv_std * cast(weight, dtype)
-        centered = cast(x, dtype) - per_channel(cast(running_mean, dtype), x)
+        centered = cast(x, dtype) - per_channel(cast(running_mean, dtype), x.dim())
         return cast(scale_and_shift(centered, scale, cast(bias, dtype)), x.dtype)
 
 

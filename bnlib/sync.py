@@ -28,9 +28,9 @@ import torch
 import torch.distributed as dist
 from torch.autograd.function import once_differentiable
 
-from .functional import (Saved, batch_norm_train, bn_backward_dx, bn_backward_sums, bn_normalize_tensor, per_channel,
-                         reduce_dims)
+from .functional import Saved, batch_norm_train, bn_backward_dx, bn_backward_sums, bn_normalize_tensor
 from .layers import BatchNorm1d, BatchNorm2d
+from .normalization import per_channel, reduce_axes
 from .running_stats import ema_update
 from .validation import EPS, SINGLE_VALUE, check_dtype, check_eps, check_input_shape, check_momentum, check_num_features
 
@@ -74,9 +74,9 @@ class SyncBatchNormFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, eps, group, counts):
-        dims, m, n = reduce_dims(x), sum(counts), x.numel() // x.shape[1]  # global and local counts
+        dims, m, n = reduce_axes(x.dim()), sum(counts), x.numel() // x.shape[1]  # global and local counts
         local_mean = x.mean(dims)                                       # c = mean_r, rounded to x's precision
-        x_centered = x - per_channel(local_mean, x)                     # x - c
+        x_centered = x - per_channel(local_mean, x.dim())               # x - c
         out = torch.mul(x_centered, x_centered)                         # scratch: (x - c)^2
         offset = x_centered.sum(dims).double() / max(n, 1)              # mean_r - c: small, so summed precisely
         local = torch.stack([local_mean.double() + offset,              # mean_r, in float64
@@ -85,7 +85,7 @@ class SyncBatchNormFunction(torch.autograd.Function):
         exchange(dist.all_gather, gathered, local, group=group)
         mean, m2 = chan_merge(counts, gathered)
         mean, var, unbiased_var = (v.to(x.dtype) for v in (mean, m2 / m, m2 / (m - 1)))  # var = M2/m
-        torch.sub(x, per_channel(mean, x), out=x_centered)              # x - mean, the global mean
+        torch.sub(x, per_channel(mean, x.dim()), out=x_centered)        # x - mean, the global mean
         out, saved = bn_normalize_tensor(x_centered, mean, var, weight, bias, eps, out=out)
         ctx.save_for_backward(x_centered, saved.inv_std, saved.scale, weight)
         ctx.group, ctx.m = group, m
@@ -132,7 +132,7 @@ class SyncBatchNorm(torch.nn.modules.batchnorm._BatchNorm):
             check_input_shape(x.shape, self.num_features, not self.track_running_stats, name)
             if not self.track_running_stats:
                 return batch_norm_train(x, self.weight, self.bias, self.eps)[0]
-            x_centered = x - per_channel(self.running_mean, x)
+            x_centered = x - per_channel(self.running_mean, x.dim())
             return bn_normalize_tensor(x_centered, self.running_mean, self.running_var, self.weight,
                                        self.bias, self.eps)[0]
         group = self._group()
