@@ -10,11 +10,10 @@ goes through ``bnlib.functional.BatchNormFunction``, whose backward is the formu
 ``bnlib.normalization``.
 """
 
-import torch
 from torch.nn.modules.batchnorm import _BatchNorm as TorchBatchNorm
 
-from .functional import batch_norm_function, cast, compute_dtype, scale_and_shift
-from .normalization import per_channel
+from .functional import batch_norm_eval, batch_norm_function
+from .machinery import cast, compute_dtype, scale_and_shift
 from .running_stats import unbiased_variance
 from .validation import (EPS, check_dtype, check_eps, check_input_shape, check_layer_state, check_momentum,
                          check_num_features)
@@ -52,16 +51,10 @@ class _BatchNorm(TorchBatchNorm):
             if self.training and self.track_running_stats and running_mean is not None:
                 self.update_running_stats(mean, var, size // x.shape[1])
             return out
-        dtype = compute_dtype(x.dtype)  # float32 for float16 and bfloat16, as torch's kernels
         if batch_stats:  # an empty batch, as torch: an empty output, zero gradients for gamma and beta
+            dtype = compute_dtype(x.dtype)
             return cast(scale_and_shift(cast(x, dtype), cast(weight, dtype), cast(bias, dtype)), x.dtype)
-        # (x - running_mean) gamma / sqrt(running_var + eps) + beta in plain tensor ops: autograd
-        # differentiates them. Centering first: folding the mean into the shift would cancel.
-        inv_std = torch.rsqrt(cast(running_var, dtype) + eps)
-        scale = inv_std if weight is None else inv_std * cast(weight, dtype)
-        centered = cast(x, dtype) - per_channel(cast(running_mean, dtype), x.dim())
-        return cast(scale_and_shift(centered, scale, cast(bias, dtype)), x.dtype)
-
+        return batch_norm_eval(x, running_mean, running_var, weight, bias, eps)
 
     def update_running_stats(self, mean, var, m):
         """One step of the running statistics from a batch's mean and biased variance over m values per

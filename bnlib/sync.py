@@ -74,19 +74,19 @@ class SyncBatchNormFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, eps, group, counts):
-        dims, m, n = reduce_axes(x.dim()), sum(counts), x.numel() // x.shape[1]  # global and local counts
-        local_mean = x.mean(dims)                                       # c = mean_r, rounded to x's precision
+        axes, m, n = reduce_axes(x.dim()), sum(counts), x.numel() // x.shape[1]  # global and local counts
+        local_mean = x.mean(axes)                                       # c = mean_r, rounded to x's precision
         x_centered = x - per_channel(local_mean, x.dim())               # x - c
-        out = torch.mul(x_centered, x_centered)                         # scratch: (x - c)^2
-        offset = x_centered.sum(dims).double() / max(n, 1)              # mean_r - c: small, so summed precisely
+        squares = x_centered * x_centered                               # (x - c)^2
+        offset = x_centered.sum(axes).double() / max(n, 1)              # mean_r - c: small, so summed precisely
         local = torch.stack([local_mean.double() + offset,              # mean_r, in float64
-                             out.sum(dims).double() - n * offset.square()])  # M2_r = sum(x-c)^2 - n(mean_r-c)^2
+                             squares.sum(axes).double() - n * offset.square()])  # M2_r = sum(x-c)^2 - n(mean_r-c)^2
         gathered = [torch.empty_like(local) for _ in counts]
         exchange(dist.all_gather, gathered, local, group=group)
         mean, m2 = chan_merge(counts, gathered)
         mean, var, unbiased_var = (v.to(x.dtype) for v in (mean, m2 / m, m2 / (m - 1)))  # var = M2/m
-        torch.sub(x, per_channel(mean, x.dim()), out=x_centered)        # x - mean, the global mean
-        out, saved = bn_normalize_tensor(x_centered, mean, var, weight, bias, eps, out=out)
+        x_centered.sub_(per_channel(mean - local_mean, x.dim()))        # x - mean = (x - c) - (mean - c)
+        out, saved = bn_normalize_tensor(x_centered, mean, var, weight, bias, eps, squares)
         ctx.save_for_backward(x_centered, saved.inv_std, saved.scale, weight)
         ctx.group, ctx.m = group, m
         ctx.mark_non_differentiable(mean, unbiased_var)
@@ -97,10 +97,10 @@ class SyncBatchNormFunction(torch.autograd.Function):
     def backward(ctx, dout, _dmean, _dvar):
         x_centered, inv_std, scale, weight = ctx.saved_tensors
         saved = Saved(x_centered, inv_std, scale, weight, None, None)
-        dbeta, dgamma, products = bn_backward_sums(dout, saved)        # this shard's sum dy, sum dy x_hat
+        dbeta, dgamma, spare = bn_backward_sums(dout, saved)            # this shard's sum dy, sum dy x_hat
         sums = torch.stack([dbeta, dgamma])                             # 2C numbers
         exchange(dist.all_reduce, sums, group=ctx.group)                # the whole batch's sums
-        dx = bn_backward_dx(dout, saved, sums[0], sums[1], ctx.m, out=products)
+        dx = bn_backward_dx(dout, saved, sums[0], sums[1], ctx.m, spare)
         needs_x, needs_weight, needs_bias = ctx.needs_input_grad[:3]
         return (dx if needs_x else None, dgamma if needs_weight else None,
                 dbeta if needs_bias else None, None, None, None)
