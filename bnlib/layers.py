@@ -14,7 +14,7 @@ from torch.nn.modules.batchnorm import _BatchNorm as TorchBatchNorm
 
 from .functional import batch_norm_eval, batch_norm_function
 from .machinery import cast, compute_dtype, scale_and_shift
-from .running_stats import unbiased_variance
+from .running_stats import unbiased_variance, update_running_stats
 from .validation import (EPS, check_dtype, check_eps, check_input_shape, check_layer_state, check_momentum,
                          check_num_features)
 
@@ -44,8 +44,9 @@ class _BatchNorm(TorchBatchNorm):
         state_dtype = x.dtype if state is None else state.dtype
         if size:  # torch returns an empty batch before looking at types
             check_dtype(x.dtype, state_dtype, name)
-        if self.training and self.track_running_stats and self.num_batches_tracked is not None:
-            self.num_batches_tracked.add_(1)  # counted even when empty, as torch does
+        count = self.num_batches_tracked
+        if self.training and self.track_running_stats and count is not None:
+            count.add_(1)  # counted even when empty, as torch does
         if batch_stats and size:
             out, mean, var = batch_norm_function(x, weight, bias, eps, state_dtype)
             if self.training and self.track_running_stats and running_mean is not None:
@@ -58,26 +59,9 @@ class _BatchNorm(TorchBatchNorm):
 
     def update_running_stats(self, mean, var, m):
         """One step of the running statistics from a batch's mean and biased variance over m values per
-        channel: running <- running + momentum (batch - running), the variance made unbiased, m/(m-1) var.
-        With ``momentum=None``, the cumulative average: the t-th batch counted in ``num_batches_tracked``
-        gets weight 1/t."""
-        momentum = self.momentum
-        if momentum is None:
-            momentum = 0.0 if self.num_batches_tracked is None else 1.0 / float(self.num_batches_tracked)
-        _lerp_(self.running_mean, mean, momentum)
-        _lerp_(self.running_var, unbiased_variance(var, m), momentum)
-
-
-def _lerp_(running, batch, momentum):
-    """running <- running + momentum (batch - running), the ``ema_update`` rule, done in place.
-
-    In the batch statistics' precision: float32 for a float16 or bfloat16 buffer, rounded once at the
-    end. ``batch`` carries no gradient (a non-differentiable output), so nothing is recorded.
-    """
-    if running.dtype == batch.dtype:
-        running.lerp_(batch, momentum)
-    else:
-        running.copy_(running.to(batch.dtype).lerp_(batch, momentum))
+        channel: ``bnlib.running_stats.update_running_stats`` with the mean and the unbiased variance
+        m/(m-1) var."""
+        update_running_stats(self, running_mean=mean, running_var=unbiased_variance(var, m))
 
 
 class BatchNorm1d(_BatchNorm):

@@ -4,26 +4,49 @@ During training each BN layer keeps an exponential moving average of the batch m
 At test time it normalizes with those, so a prediction no longer depends on the other examples in
 the batch. The paper (Ioffe & Szegedy 2015, Algorithm 2) instead averages over the whole training
 set after training, with the unbiased variance m/(m-1) E[var_B]; ``population_statistics`` does that.
+
+``ema_update`` is the one update rule: ``update_running_stats`` applies it to a layer's buffers
+(``bnlib.BatchNorm1d/2d``, ``bnlib.SyncBatchNorm``, ``bnlib.BatchRenorm1d/2d``), ``replay_ema`` replays it
+over a recorded history.
 """
 
 import numpy as np
 import torch
 
-from .machinery import replay_ema_blocks
+from .machinery import cast, replay_ema_blocks
 from .validation import check_momentum
 
 
-def ema_update(running, batch, momentum):
+def ema_update(running, batch, momentum, out=None):
     """One step of the running average, PyTorch convention: ``(1 - momentum) * running + momentum * batch``.
 
     ``momentum`` is the weight of the NEW value (torch default 0.1). Works for floats, numpy arrays
     and torch tensors alike; for tensors it is ``torch.lerp``, the same rule written
-    running + momentum (batch - running) in one kernel (exact at momentum 0 and 1).
+    running + momentum (batch - running) in one kernel (exact at momentum 0 and 1), written into the
+    tensor ``out`` if given (the layers update their buffers in place).
     """
     momentum = check_momentum(momentum, allow_none=False)
     if isinstance(running, torch.Tensor) and isinstance(batch, torch.Tensor):
-        return torch.lerp(running, batch, momentum)
+        return torch.lerp(running, batch, momentum, out=out)
     return (1 - momentum) * running + momentum * batch
+
+
+def update_running_stats(layer, **batch_values):
+    """One training step of ``layer``'s running statistics: each buffer named in ``batch_values`` takes an
+    ``ema_update`` step towards the batch's value, in place, with the layer's momentum.
+
+    ``momentum=None`` is the cumulative average: the t-th batch counted in ``num_batches_tracked`` gets
+    weight 1/t (torch's rule; 0 when nothing is counted). A float16/bfloat16 buffer is updated in its
+    batch value's precision (float32) and rounded once. The batch values carry no gradient (they are
+    the non-differentiable outputs of the Functions), so nothing is recorded.
+    """
+    momentum = layer.momentum
+    if momentum is None:  # the cumulative average: the t-th batch gets weight 1/t
+        count = layer.num_batches_tracked
+        momentum = 0.0 if count is None else 1.0 / float(count)
+    for name, batch in batch_values.items():
+        running = getattr(layer, name)
+        ema_update(cast(running, batch.dtype), batch, momentum, out=running)
 
 
 def keras_to_torch_momentum(decay):

@@ -31,7 +31,7 @@ from torch.autograd.function import once_differentiable
 from .functional import Saved, batch_norm_train, bn_backward_dx, bn_backward_sums, bn_normalize_tensor
 from .layers import BatchNorm1d, BatchNorm2d
 from .normalization import per_channel, reduce_axes
-from .running_stats import ema_update
+from .running_stats import unbiased_variance, update_running_stats
 from .validation import EPS, SINGLE_VALUE, check_dtype, check_eps, check_input_shape, check_momentum, check_num_features
 
 
@@ -68,7 +68,7 @@ def exchange(collective, *tensors, group):
 
 class SyncBatchNormFunction(torch.autograd.Function):
     """Training-mode batch norm over the shards of all ranks of ``group``; ``counts[r]`` is rank r's
-    number of values per channel. Returns ``(out, mean, unbiased_var)`` of the whole batch; the
+    number of values per channel. Returns ``(out, mean, biased_var)`` of the whole batch; the
     statistics carry no gradient. The weight and bias gradients are this shard's sums: DDP (or the
     caller) combines them across ranks like those of any other parameter."""
 
@@ -84,13 +84,13 @@ class SyncBatchNormFunction(torch.autograd.Function):
         gathered = [torch.empty_like(local) for _ in counts]
         exchange(dist.all_gather, gathered, local, group=group)
         mean, m2 = chan_merge(counts, gathered)
-        mean, var, unbiased_var = (v.to(x.dtype) for v in (mean, m2 / m, m2 / (m - 1)))  # var = M2/m
+        mean, var = mean.to(x.dtype), (m2 / m).to(x.dtype)              # the whole batch's mean and var = M2/m
         x_centered.sub_(per_channel(mean - local_mean, x.dim()))        # x - mean = (x - c) - (mean - c)
         out, saved = bn_normalize_tensor(x_centered, mean, var, weight, bias, eps, squares)
         ctx.save_for_backward(x_centered, saved.inv_std, saved.scale, weight)
         ctx.group, ctx.m = group, m
-        ctx.mark_non_differentiable(mean, unbiased_var)
-        return out, mean, unbiased_var
+        ctx.mark_non_differentiable(mean, var)
+        return out, mean, var
 
     @staticmethod
     @once_differentiable
@@ -113,7 +113,8 @@ class SyncBatchNorm(torch.nn.modules.batchnorm._BatchNorm):
     The constructor, parameters, buffers and ``state_dict`` keys are ``torch.nn.SyncBatchNorm``'s, so
     weights load both ways. Training mode needs ``torch.distributed`` initialized and every rank of the
     group to run the layer (and its backward) in step; the running statistics are updated on every rank
-    with the global mean and unbiased variance M2/(m - 1), m the global count. Eval mode communicates
+    with the global mean and unbiased variance M2/(m - 1), m the global count, as the layers update theirs
+    (``bnlib.running_stats.update_running_stats``). Eval mode communicates
     nothing (with ``track_running_stats=False`` it uses the local shard's statistics, as torch's does).
     """
 
@@ -137,15 +138,10 @@ class SyncBatchNorm(torch.nn.modules.batchnorm._BatchNorm):
                                        self.bias, self.eps)[0]
         group = self._group()
         counts = self._gather_counts(x, group)
-        out, mean, unbiased_var = SyncBatchNormFunction.apply(x, self.weight, self.bias, self.eps, group,
-                                                              counts)
+        out, mean, var = SyncBatchNormFunction.apply(x, self.weight, self.bias, self.eps, group, counts)
         if self.track_running_stats:
             self.num_batches_tracked.add_(1)
-            momentum = self.momentum
-            if momentum is None:  # cumulative average: the t-th batch gets weight 1/t
-                momentum = 1.0 / float(self.num_batches_tracked)
-            self.running_mean.copy_(ema_update(self.running_mean, mean, momentum))
-            self.running_var.copy_(ema_update(self.running_var, unbiased_var, momentum))
+            update_running_stats(self, running_mean=mean, running_var=unbiased_variance(var, sum(counts)))
         return out
 
     def _group(self):

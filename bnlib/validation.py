@@ -36,6 +36,8 @@ def check_eps(eps, training=True):
 
     Normalizing with running statistics (``training=False``) also accepts 0, as torch does.
     """
+    if type(eps) is float and 0 < eps < math.inf:  # the common case, checked at every step
+        return eps
     if not _is_real(eps):
         raise TypeError(f"eps must be a float, a small positive number added to the variance "
                         f"(default {EPS}); got {eps!r}")
@@ -50,6 +52,8 @@ def check_eps(eps, training=True):
 
 def check_momentum(momentum, allow_none=True):
     """``momentum`` is the weight of the new batch in the running average: a float in [0, 1]."""
+    if type(momentum) is float and 0 <= momentum <= 1:  # the common case, checked at every training step
+        return momentum
     if momentum is None and allow_none:
         return None
     hint = ("momentum is the weight of the new batch in running = (1 - momentum) * running + "
