@@ -20,7 +20,7 @@ from typing import NamedTuple, Optional
 
 import torch
 
-from .machinery import apply, cast, compute_dtype, rounding_dtype, scale_and_shift, stored, stored_variance
+from .machinery import apply, cast, compute_dtype, kept_statistics, rounding_dtype, scale_and_shift, stored
 from .normalization import EPS, per_channel, reduce_axes
 from .validation import check_eps, check_input_shape
 
@@ -39,8 +39,8 @@ class Saved(NamedTuple):
 def bn_forward_tensor(x, weight, bias, eps=EPS, stats_dtype=None):
     """Training-mode batch norm of ``x`` (N, C, *spatial): ``(out, saved)``; weight and bias may be None.
 
-    ``stats_dtype`` (float16 or bfloat16) rounds the statistics as torch's CPU kernel stores those of a
-    layer held in that type (``bnlib.machinery.stored``).
+    ``stats_dtype`` (float16 or bfloat16) rounds the statistics as torch's CPU kernel does for a layer
+    held in that type (``bnlib.machinery.stored`` and ``kept_statistics``).
     """
     mean, x_centered, var, spare = batch_statistics(x, stats_dtype)
     return bn_normalize_tensor(x_centered, mean, var, weight, bias, eps, spare, stats_dtype)
@@ -52,11 +52,12 @@ def batch_statistics(x, stats_dtype=None):
     Two passes, mu first, then var = mean((x - mu)^2), which has no E[x^2] - E[x]^2 cancellation.
     ``spare`` is the full-size tensor that held the squares, free for the output (``bn_normalize_tensor``).
     """
-    axes = reduce_axes(x.dim())
-    mean = stored(x.mean(axes), stats_dtype)                            # mu = 1/m sum_i x_i
-    x_centered = x - per_channel(mean, x.dim())                         # x_i - mu
+    axes, m = reduce_axes(x.dim()), x.numel() // x.shape[1]
+    mean = x.mean(axes)                                                 # mu = 1/m sum_i x_i
+    x_centered = x - per_channel(stored(mean, stats_dtype), x.dim())    # x_i - mu
     squares = x_centered * x_centered                                   # (x_i - mu)^2
-    var = stored_variance(squares.mean(axes), stats_dtype)              # var = 1/m sum_i (x_i - mu)^2
+    var = squares.mean(axes)                                            # var = 1/m sum_i (x_i - mu)^2
+    mean, var = kept_statistics(mean, var, m, stats_dtype)              # as torch keeps them, if low precision
     return mean, x_centered, var, squares
 
 

@@ -9,7 +9,7 @@ the course machine (2 CPU cores, torch 2.14, one thread):
   dy (x - mu) become dx. A fresh tensor's first touch costs page faults: without the reuse,
   bn_fwd_bwd_ratio_2d (64, 64, 28, 28) was 10-25% higher when measured on a quiet machine, 5-10% on a
   busy one. Where torch refuses ``out=`` (while autograd records, under vmap) the result is a new tensor.
-- Low precision (``compute_dtype``, ``cast``, ``stored``, ``stored_variance``). float16 and bfloat16
+- Low precision (``compute_dtype``, ``cast``, ``stored``, ``kept_statistics``). float16 and bfloat16
   inputs are computed in float32, as torch's CPU kernels do (their "opmath" type), so every sum is
   accumulated in float32; the input gradient returns to the input's type, the parameter gradients to the
   parameters'. A float16/bfloat16 layer's statistics are rounded where torch's kernel stores them in that
@@ -53,15 +53,22 @@ def rounding_dtype(dtype):
 
 
 def stored(vector, dtype):
-    """``vector`` rounded to ``dtype`` and back, as torch's kernel stores a float16/bfloat16 layer's batch
-    mean and 1/sqrt(var + eps); unchanged when ``dtype`` is None."""
+    """``vector`` rounded to ``dtype`` and back, as torch's kernel stores what normalizes a float16 or
+    bfloat16 layer's batch: its mean, and 1/sqrt(var + eps); unchanged when ``dtype`` is None."""
     return vector if dtype is None else vector.to(dtype).to(vector.dtype)
 
 
-def stored_variance(var, dtype):
-    """The biased batch variance as torch's kernel stores it for a bfloat16 layer, rounded to bfloat16; a
-    float16 layer's stays float32 (its sum of squares could overflow float16)."""
-    return stored(var, dtype) if dtype == torch.bfloat16 else var
+def kept_statistics(mean, var, m, dtype):
+    """The batch mean and biased variance over m values per channel as torch's kernel keeps them for a
+    layer held in ``dtype``, to normalize with and to update the running statistics. A bfloat16 layer's
+    are bfloat16: the mean rounded, the variance its float32 sum of squares rounded and divided by m
+    rounded (bfloat16 division: 257 counts as 256). A float16 layer's stay float32 (a float16 sum of
+    squares could overflow); only the mean and 1/sqrt(var + eps) it normalizes with are rounded
+    (``stored``). float32 and float64 layers round nothing."""
+    if dtype != torch.bfloat16:
+        return mean, var
+    count = torch.tensor(float(m), dtype=dtype).item()  # m as bfloat16 holds it
+    return stored(mean, dtype), ((var * m).to(dtype) / count).to(var.dtype)
 
 
 # Buffers -------------------------------------------------------------------------------------------

@@ -472,12 +472,6 @@ def test_batchnorm_non_contig_cpu(dtype):
 
 # (rtol, atol): torch.testing.assert_close's and upstream assertEqual's defaults for the type
 TORCH_TOLERANCES = {torch.float16: (1e-3, 1e-5), torch.bfloat16: (1.6e-2, 1e-5), torch.float32: (1.3e-6, 1e-5)}
-# A bfloat16 layer's outputs and input gradients are off torch's by more than its tolerances on some
-# batches (an element 38 times its size, where the output is near 0): its statistics are not rounded
-# where torch's kernel rounds them.
-BFLOAT16_STATISTICS = pytest.mark.xfail(reason="bfloat16 statistics rounded unlike torch's", strict=False)
-# A float16 layer's running statistics are blended from its rounded batch mean, torch's from the float32 one.
-FLOAT16_RUNNING_STATISTICS = pytest.mark.xfail(reason="float16 running statistics unlike torch's", strict=True)
 
 
 def assert_within_ulps(ours, theirs, ulps=1):
@@ -491,9 +485,8 @@ def assert_within_ulps(ours, theirs, ulps=1):
 
 @pytest.mark.parametrize("name, shape", [("BatchNorm1d", (64, 16)), ("BatchNorm1d", (32, 8, 20)),
                                          ("BatchNorm2d", (16, 8, 12, 12))])
-@pytest.mark.parametrize("dtype, module_dtype", [
-    (torch.float16, torch.float16), pytest.param(torch.bfloat16, torch.bfloat16, marks=BFLOAT16_STATISTICS),
-    (torch.float16, torch.float32), (torch.bfloat16, torch.float32)])
+@pytest.mark.parametrize("dtype, module_dtype", [(torch.float16, torch.float16), (torch.bfloat16, torch.bfloat16),
+                                                 (torch.float16, torch.float32), (torch.bfloat16, torch.float32)])
 def test_low_precision_matches_torch_to_the_last_ulp(name, shape, dtype, module_dtype):
     """Three training steps and one eval step of a float16/bfloat16 layer, or of a float32 layer on
     float16/bfloat16 inputs (a TypeError before): outputs and input gradients match torch's to the
@@ -534,9 +527,7 @@ def test_low_precision_matches_torch_to_the_last_ulp(name, shape, dtype, module_
 
 
 @pytest.mark.parametrize("shape", [(4, 8, 10, 10), (4, 1, 9, 9), (4, 9, 1, 1), (64, 16), (32, 8, 20)])
-@pytest.mark.parametrize("dtype, mixed", [pytest.param(torch.float16, False, marks=FLOAT16_RUNNING_STATISTICS),
-                                          (torch.float16, True),
-                                          pytest.param(torch.bfloat16, False, marks=BFLOAT16_STATISTICS),
+@pytest.mark.parametrize("dtype, mixed", [(torch.float16, False), (torch.float16, True), (torch.bfloat16, False),
                                           (torch.bfloat16, True)],
                          ids=["float16", "float16-on-float32", "bfloat16", "bfloat16-on-float32"])
 @pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last], ids=["nchw", "nhwc"])
