@@ -41,7 +41,7 @@ def train_layers(rank, world_size, cases):
     torch.set_num_threads(1)
     results = []
     for case in cases:
-        layer = SyncBatchNorm(case["channels"], dtype=case["inputs"][0].dtype, **case["options"])
+        layer = SyncBatchNorm(case["channels"], dtype=case["layer_dtype"], **case["options"])
         layer.load_state_dict(case["state"])
         steps = []
         for batch, upstream in zip(case["inputs"], case["upstreams"]):
