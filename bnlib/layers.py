@@ -39,7 +39,8 @@ class _BatchNorm(TorchBatchNorm):
         check_input_shape(x.shape, self.num_features, batch_stats, name, self.input_dims, self.input_layout,
                           empty_ok=True)
         eps = check_eps(self.eps, batch_stats)
-        check_layer_state(name, self.num_features, weight, bias, running_mean, running_var)
+        check_layer_state(name, self.num_features, weight=weight, bias=bias, running_mean=running_mean,
+                          running_var=running_var)
         state = weight if weight is not None else running_mean
         state_dtype = x.dtype if state is None else state.dtype
         if size:  # torch returns an empty batch before looking at types
