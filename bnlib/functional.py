@@ -52,12 +52,13 @@ def batch_statistics(x, stats_dtype=None):
     Two passes, mu first, then var = mean((x - mu)^2), which has no E[x^2] - E[x]^2 cancellation.
     ``spare`` is the full-size tensor that held the squares, free for the output (``bn_normalize_tensor``).
     """
-    axes, m = reduce_axes(x.dim()), x.numel() // x.shape[1]
+    axes = reduce_axes(x.dim())
     mean = x.mean(axes)                                                 # mu = 1/m sum_i x_i
     x_centered = x - per_channel(stored(mean, stats_dtype), x.dim())    # x_i - mu
     squares = x_centered * x_centered                                   # (x_i - mu)^2
     var = squares.mean(axes)                                            # var = 1/m sum_i (x_i - mu)^2
-    mean, var = kept_statistics(mean, var, m, stats_dtype)              # as torch keeps them, if low precision
+    if stats_dtype is not None:  # a float16/bfloat16 layer: the statistics as torch's kernel keeps them
+        mean, var = kept_statistics(mean, var, x.numel() // x.shape[1], stats_dtype)
     return mean, x_centered, var, squares
 
 
