@@ -1,196 +1,146 @@
-"""Batch norm on torch tensors: the forward and backward math, and the autograd Function built on it.
+r"""Batch norm on torch tensors: the forward and backward math, and the autograd Function built on it.
 
-``bn_forward_tensor`` and ``bn_backward_tensor`` are plain tensor functions, so code that does its own
-backpropagation (without autograd) runs exactly the computation the layers run. ``BatchNormFunction``
-wraps them for autograd: its backward is the formula derived in ``bnlib.normalization``, never torch's
-own batch norm kernel. ``batch_norm_train`` is the functional training-mode batch norm.
+The numpy batch norm of ``bnlib.normalization`` on torch tensors, in the same shape (CS231n's):
+``bn_forward_tensor(x, weight, bias, eps) -> (out, saved)`` and ``bn_backward_tensor(dout, saved) ->
+(dx, dgamma, dbeta)``. They are plain tensor functions, so code that does its own backpropagation
+(without autograd) runs exactly the computation the layers run. Per channel, over its m values::
 
-Scratch buffers are reused through ``out=`` where torch allows it, and fresh tensors are made where it
-does not (see ``_into``), so autograd can differentiate the backward pass itself (second derivatives)
-and vmap can batch it (batched gradients).
+    mu    = 1/m sum_i x_i                    var = 1/m sum_i (x_i - mu)^2       (biased)
+    x_hat = (x_i - mu) / sqrt(var + eps)     y_i = gamma x_hat_i + beta
+    dbeta = sum_i dy_i                       dgamma = sum_i dy_i x_hat_i
+    dx_i  = gamma / sqrt(var + eps) (dy_i - dbeta/m - x_hat_i dgamma/m)
+
+``BatchNormFunction`` wraps them for autograd (its backward is that formula, never torch's batch norm
+kernel); ``batch_norm_train`` is the functional training-mode batch norm, ``batch_norm_eval`` the eval
+mode, with given statistics. What is not math (buffers reused through ``out=``, float32 arithmetic for
+float16 and bfloat16 as torch's kernels, the form torch.func needs) is in ``bnlib.machinery``.
 """
 
 from typing import NamedTuple, Optional
 
 import torch
 
-from .validation import LOW_PRECISION, check_eps, check_input_shape
+from .machinery import apply, cast, compute_dtype, kept_statistics, rounding_dtype, scale_and_shift, stored
+from .normalization import EPS, per_channel, reduce_axes
+from .validation import check_eps, check_input_shape
 
 
 class Saved(NamedTuple):
-    """What ``bn_forward_tensor`` keeps for the backward pass, plus the batch statistics."""
+    """What ``bn_forward_tensor`` keeps for the backward pass, and the batch statistics."""
 
-    x_centered: torch.Tensor       # x - mu, the shape of x
-    inv_std: torch.Tensor          # 1 / sqrt(var + eps), (C,)
-    scale: torch.Tensor            # gamma inv_std, or inv_std without affine parameters, (C,)
+    x_centered: torch.Tensor        # x - mu, the shape of x
+    inv_std: torch.Tensor           # 1 / sqrt(var + eps), (C,)
+    scale: torch.Tensor             # k = gamma / sqrt(var + eps), or 1 / sqrt(var + eps) without gamma, (C,)
     weight: Optional[torch.Tensor]  # gamma (C,), or None without affine parameters
-    mean: torch.Tensor             # mu, (C,)
-    var: torch.Tensor              # biased batch variance, (C,)
+    mean: torch.Tensor              # mu, (C,)
+    var: torch.Tensor               # biased batch variance, (C,)
 
 
-def reduce_dims(x):
-    """Every axis but the channels' (axis 1): just the batch axis for (N, C), the commonest case."""
-    return 0 if x.dim() == 2 else [0, *range(2, x.dim())]
-
-
-def per_channel(vector, like):
-    """A (C,) vector shaped to broadcast against ``like``: (C,) already does for (N, C), else (1, C, 1, ...)."""
-    return vector if like.dim() == 2 else vector.view((1, -1) + (1,) * (like.dim() - 2))
-
-
-def compute_dtype(dtype):
-    """The type the arithmetic runs in: float32 for float16 and bfloat16 inputs, as in torch's CPU kernels."""
-    return torch.promote_types(dtype, torch.float32)
-
-
-def cast(tensor, dtype):
-    """``tensor.to(dtype)``, passing None (no affine parameter) and tensors already of that type through."""
-    return tensor if tensor is None or tensor.dtype == dtype else tensor.to(dtype)
-
-
-def scale_and_shift(x_centered, scale, shift, scratch=None):
-    """(x - mu) scale + shift, in one fused pass when there are both; ``scale`` or ``shift`` may be None.
-    Written into ``scratch``, a full-size buffer of ours, when given (see ``_into``)."""
-    if scale is None:
-        return x_centered if shift is None else x_centered + per_channel(shift, x_centered)
-    scale = per_channel(scale, x_centered)
-    if shift is None:
-        return _into(scratch, torch.mul, x_centered, scale)
-    return _into(scratch, torch.addcmul, per_channel(shift, x_centered), x_centered, scale)
-
-
-def _into(scratch, op, *args):
-    """``op(*args, out=scratch)``: reusing a buffer spares a fresh full-size tensor, whose first touch
-    costs page faults on large batches. Autograd recording (create_graph) and vmap (batched gradients)
-    refuse out=; there, and without a scratch buffer, the result is a new tensor."""
-    try:
-        return op(*args, out=scratch)
-    except RuntimeError:
-        if scratch is None:
-            raise
-        return op(*args)
-
-
-def _round(vector, dtype):
-    """``vector`` rounded to ``dtype`` and back, or unchanged when ``dtype`` is None."""
-    return vector if dtype is None else vector.to(dtype).to(vector.dtype)
-
-
-def bn_forward_tensor(x, weight, bias, eps, stats_dtype=None):
+def bn_forward_tensor(x, weight, bias, eps=EPS, stats_dtype=None):
     """Training-mode batch norm of ``x`` (N, C, *spatial): ``(out, saved)``; weight and bias may be None.
 
-    Per channel, in two passes: mu = mean(x), then var = mean((x - mu)^2), which has no
-    E[x^2] - E[x]^2 cancellation. out = (x - mu) * (gamma / sqrt(var + eps)) + beta: centering before
-    scaling keeps float32 accurate when the mean dwarfs the spread, where folding mu into the shift
-    would cancel catastrophically. Only two full-size tensors are made, x - mu (kept for the backward
-    pass) and the output, which first holds the squares (x - mu)^2.
-
-    ``stats_dtype`` (float16 or bfloat16) rounds mu and 1/sqrt(var + eps) to that type, as torch's CPU
-    kernel stores the statistics of a layer held in that type (and the variance too for bfloat16, whose
-    range cannot overflow).
+    ``stats_dtype`` (float16 or bfloat16) rounds the statistics as torch's CPU kernel does for a layer
+    held in that type (``bnlib.machinery.stored`` and ``kept_statistics``).
     """
-    dims = reduce_dims(x)
-    mean = _round(x.mean(dims), stats_dtype)                            # mu = 1/m sum x_i
-    x_centered = x - per_channel(mean, x)                              # x - mu
-    out = x_centered * x_centered                                       # scratch: (x - mu)^2
-    var = out.mean(dims)                                                # var = 1/m sum (x - mu)^2
-    if stats_dtype == torch.bfloat16:
-        var = _round(var, stats_dtype)
-    return bn_normalize_tensor(x_centered, mean, var, weight, bias, eps, out, stats_dtype)
+    mean, x_centered, var, spare = batch_statistics(x, stats_dtype)
+    return bn_normalize_tensor(x_centered, mean, var, weight, bias, eps, spare, stats_dtype)
 
 
-def bn_normalize_tensor(x_centered, mean, var, weight, bias, eps, out=None, stats_dtype=None):
-    """The last step of ``bn_forward_tensor``, given x - mu and the statistics: ``(out, saved)``.
+def batch_statistics(x, stats_dtype=None):
+    """The first half of the forward pass: ``(mean, x_centered, var, spare)``, per channel.
 
-    For callers whose statistics come from elsewhere (the running averages, or the global statistics
-    of ``bnlib.SyncBatchNorm``). ``out`` may be a full-size buffer of ours to write into.
+    Two passes, mu first, then var = mean((x - mu)^2), which has no E[x^2] - E[x]^2 cancellation.
+    ``spare`` is the full-size tensor that held the squares, free for the output (``bn_normalize_tensor``).
     """
-    inv_std = _round((var + eps).rsqrt(), stats_dtype)                  # (var + eps)^(-1/2)
-    scale = inv_std if weight is None else inv_std * weight             # gamma inv_std
-    out = scale_and_shift(x_centered, scale, bias, out)                 # beta + (x - mu) scale
+    axes = reduce_axes(x.dim())
+    mean = x.mean(axes)                                                 # mu = 1/m sum_i x_i
+    x_centered = x - per_channel(stored(mean, stats_dtype), x.dim())    # x_i - mu
+    squares = x_centered * x_centered                                   # (x_i - mu)^2
+    var = squares.mean(axes)                                            # var = 1/m sum_i (x_i - mu)^2
+    if stats_dtype is not None:  # a float16/bfloat16 layer: the statistics as torch's kernel keeps them
+        mean, var = kept_statistics(mean, var, x.numel() // x.shape[1], stats_dtype)
+    return mean, x_centered, var, squares
+
+
+def bn_normalize_tensor(x_centered, mean, var, weight, bias, eps, spare=None, stats_dtype=None):
+    """The second half of the forward pass, given x - mu and the statistics: ``(out, saved)``.
+
+    For callers whose statistics come from elsewhere too (``bnlib.SyncBatchNorm``'s global ones). The
+    output goes into ``spare`` if given, a full-size tensor of ours that nothing needs any more.
+    Centering before scaling keeps float32 accurate when the mean dwarfs the spread, where folding mu
+    into the shift would cancel catastrophically.
+    """
+    inv_std = stored(torch.rsqrt(var + eps), stats_dtype)             # 1 / sqrt(var + eps)
+    scale = inv_std if weight is None else inv_std * weight           # k = gamma / sqrt(var + eps)
+    out = scale_and_shift(x_centered, scale, bias, spare)             # y_i = k (x_i - mu) + beta
     return out, Saved(x_centered, inv_std, scale, weight, mean, var)
 
 
 def bn_backward_tensor(dout, saved):
-    """``(dx, dgamma, dbeta)`` from dL/dy (see ``bnlib.normalization.batch_norm_backward``).
-
-    With x_hat = (x - mu) inv_std, k = gamma inv_std and m values per channel:
-    dbeta = sum dy, dgamma = sum dy x_hat, dx = k (dy - dbeta/m - x_hat dgamma/m), computed as
-    dx = (k dy - k dbeta/m) - (x - mu) k inv_std dgamma/m: two fused passes after the reductions, in
-    one new buffer (which first holds the products dy (x - mu)). ``dgamma`` is None without weight.
-    """
-    dbeta, dgamma, products = bn_backward_sums(dout, saved)
-    m = dout.numel() // dout.shape[1]                                   # values per channel
-    dx = bn_backward_dx(dout, saved, dbeta, dgamma, m, out=products)
+    """``(dx, dgamma, dbeta)`` from dL/dy (see ``bnlib.normalization.batch_norm_backward``); ``dgamma`` is
+    None without weight. Two reductions, then two fused passes into one new tensor."""
+    dbeta, dgamma, spare = bn_backward_sums(dout, saved)
+    m = dout.numel() // dout.shape[1]                                     # values per channel
+    dx = bn_backward_dx(dout, saved, dbeta, dgamma, m, spare)
     return dx, None if saved.weight is None else dgamma, dbeta
 
 
 def bn_backward_sums(dout, saved):
-    """The two per-channel sums the backward needs, and a full-size buffer free for ``bn_backward_dx``.
-
-    Returns ``(dbeta, dgamma, products)``: dbeta = sum dy, dgamma = sum dy x_hat, and the buffer that
-    held the products dy (x - mu) on the way.
-    """
-    dims = reduce_dims(dout)
-    dbeta = dout.sum(dims)                                              # sum_i dy_i
-    products = dout * saved.x_centered                                  # dy_i (x_i - mu)
-    dgamma = products.sum(dims) * saved.inv_std                         # sum_i dy_i x_hat_i
+    """The two per-channel sums of the backward pass: ``(dbeta, dgamma, spare)``, ``spare`` the
+    full-size tensor that held the products dy_i (x_i - mu), free for ``bn_backward_dx``."""
+    axes = reduce_axes(dout.dim())
+    dbeta = dout.sum(axes)                                                # sum_i dy_i
+    products = dout * saved.x_centered                                    # dy_i (x_i - mu)
+    dgamma = products.sum(axes) * saved.inv_std                           # sum_i dy_i x_hat_i
     return dbeta, dgamma, products
 
 
-def bn_backward_dx(dout, saved, dbeta, dgamma, m, out=None):
-    """dx = k (dy - dbeta/m - x_hat dgamma/m) from the per-channel sums over m values; into ``out`` if given.
-
-    The sums and m may cover more values than ``dout`` holds: ``bnlib.SyncBatchNorm`` passes the sums
-    over every process's shard and the global m.
-    """
-    x_centered, inv_std, k = saved.x_centered, saved.inv_std, saved.scale
-    variance_coefficient = dgamma * inv_std * k                         # k inv_std dgamma: the variance path
-    mean_path = k * dbeta * (-1 / m)                                    # -k dbeta/m: the mean path
-    dx = _into(out, torch.addcmul, per_channel(mean_path, dout), dout, per_channel(k, dout))  # k dy - k dbeta/m
-    return dx.addcmul_(x_centered, per_channel(variance_coefficient, dout), value=-1 / m)  # - k x_hat dgamma/m
-
-
-def _forward(x, weight, bias, eps, stats_dtype=None):
-    """The Function's forward: ``(out, mean, var, x_centered, inv_std, scale)``, computed in float32 for
-    float16 and bfloat16 inputs (torch's opmath) and the output rounded back to x's type."""
-    dtype = compute_dtype(x.dtype)
-    out, saved = bn_forward_tensor(cast(x, dtype), cast(weight, dtype), cast(bias, dtype), eps,
-                                   _rounding(x, weight, stats_dtype))
-    return cast(out, x.dtype), saved.mean, saved.var, saved.x_centered, saved.inv_std, saved.scale
-
-
-def _rounding(x, weight, stats_dtype):
-    """The low precision the statistics are rounded to (see ``bn_forward_tensor``), or None."""
-    stats_dtype = stats_dtype or (x.dtype if weight is None else weight.dtype)
-    return stats_dtype if stats_dtype in LOW_PRECISION else None
-
-
-def _setup_context(ctx, inputs, outputs):
-    """What the backward keeps: x - mu and per-channel vectors, and x itself (an input, as torch's
-    kernel keeps it) for a backward that is differentiated in turn."""
-    x, weight, _, eps, stats_dtype = inputs
-    ctx.eps, ctx.stats_dtype = eps, _rounding(x, weight, stats_dtype)
-    ctx.set_materialize_grads(False)  # the statistics get no gradient: skip making zeros for them
-    ctx.mark_non_differentiable(*outputs[1:])
-    ctx.save_for_backward(x, weight, *outputs[3:])
+def bn_backward_dx(dout, saved, dbeta, dgamma, m, spare=None):
+    """dx_i = k (dy_i - dbeta/m - x_hat_i dgamma/m) from the per-channel sums over m values, k = gamma /
+    sqrt(var + eps); into ``spare`` if given. The sums and m may cover more values than ``dout`` holds:
+    ``bnlib.SyncBatchNorm`` passes the sums over every process's shard and the global m."""
+    k, inv_std = saved.scale, saved.inv_std
+    dx = scale_and_shift(dout, k, k * dbeta * (-1 / m), spare)                 # k dy_i - k dbeta/m
+    x_hat_coefficient = per_channel(dgamma * inv_std * k, dx.dim())             # x_hat_i = (x_i - mu) inv_std
+    return dx.addcmul_(saved.x_centered, x_hat_coefficient, value=-1 / m)       # - k x_hat_i dgamma/m
 
 
 class BatchNormFunction(torch.autograd.Function):
     """Training-mode batch norm with the hand-derived backward: ``apply(x, weight, bias, eps, stats_dtype)``
     returns ``(out, mean, biased_var)``; the statistics are outputs for the running averages and carry no
-    gradient. ``stats_dtype`` is the type of the layer's parameters and buffers (see ``bn_forward_tensor``),
-    by default weight's, or x's without weight.
+    gradient. float16 and bfloat16 inputs are computed in float32, the output and dx returned in x's type;
+    ``stats_dtype`` (the type of a float16/bfloat16 layer, or None) rounds the statistics as torch does.
 
-    When the backward is itself differentiated (``create_graph=True``), it recomputes the statistics
-    from x with autograd recording, so second derivatives flow through them.
+    ``forward`` is ``compute`` then ``remember`` (the split ``bnlib.machinery.apply`` needs for
+    torch.func). When the backward is itself differentiated (``create_graph=True``) it recomputes the
+    statistics from x with autograd recording, so second derivatives flow through them.
     """
+
+    kept_count = 3  # tensors ``compute`` keeps for the backward besides x and weight
+
+    @staticmethod
+    def compute(x, weight, bias, eps, stats_dtype=None):
+        """The forward without ctx: ``((out, mean, var), kept)``."""
+        dtype = compute_dtype(x.dtype)
+        out, saved = bn_forward_tensor(cast(x, dtype), cast(weight, dtype), cast(bias, dtype), eps, stats_dtype)
+        return (cast(out, x.dtype), saved.mean, saved.var), (saved.x_centered, saved.inv_std, saved.scale)
+
+    @staticmethod
+    def remember(ctx, inputs, outputs, kept):
+        """What the backward keeps: x - mu and per-channel vectors, and x itself (an input, as torch's
+        kernel keeps it) for a backward that is differentiated in turn."""
+        x, weight, _, eps, stats_dtype = inputs
+        ctx.eps, ctx.stats_dtype = eps, stats_dtype
+        ctx.set_materialize_grads(False)  # the statistics get no gradient: no zeros made for them
+        ctx.mark_non_differentiable(*outputs[1:])
+        ctx.save_for_backward(x, weight, *kept)
 
     @staticmethod
     def forward(ctx, x, weight, bias, eps, stats_dtype=None):
-        outputs = _forward(x, weight, bias, eps, stats_dtype)
-        _setup_context(ctx, (x, weight, bias, eps, stats_dtype), outputs)
-        return outputs[:3]
+        inputs = (x, weight, bias, eps, stats_dtype)
+        outputs, kept = BatchNormFunction.compute(*inputs)
+        BatchNormFunction.remember(ctx, inputs, outputs, kept)
+        return outputs
 
     @staticmethod
     def backward(ctx, dout, *_):
@@ -198,7 +148,7 @@ class BatchNormFunction(torch.autograd.Function):
             return None, None, None, None, None
         x, weight, x_centered, inv_std, scale = ctx.saved_tensors
         dtype = x_centered.dtype  # the forward's arithmetic type
-        if torch.is_grad_enabled():  # create_graph: rebuild the statistics from x, differentiably
+        if torch.is_grad_enabled():  # create_graph: the statistics rebuilt from x, differentiably
             saved = bn_forward_tensor(cast(x, dtype), cast(weight, dtype), None, ctx.eps, ctx.stats_dtype)[1]
         else:
             saved = Saved(x_centered, inv_std, scale, weight, None, None)
@@ -208,25 +158,24 @@ class BatchNormFunction(torch.autograd.Function):
                 dbeta if needs_bias else None, None, None)
 
 
-class TransformableBatchNormFunction(BatchNormFunction):
-    """The same Function in the form torch.func's transforms (vmap, grad, jacrev, ...) need: a forward
-    without ctx, a ``setup_context`` and a generated vmap rule; ``apply`` returns the per-channel
-    vectors too. Torch binds this form's arguments by signature on every call, tens of microseconds,
-    so ``batch_norm_function`` picks it only under a transform."""
-
-    generate_vmap_rule = True
-    forward = staticmethod(_forward)
-    setup_context = staticmethod(_setup_context)
+def batch_norm_function(x, weight, bias, eps, stats_dtype):
+    """``BatchNormFunction.apply`` (in torch.func's form under a transform); ``stats_dtype`` is the type
+    the layer is held in: its statistics are rounded as torch's when it is float16 or bfloat16."""
+    return apply(BatchNormFunction, x, weight, bias, eps, rounding_dtype(stats_dtype))
 
 
-def batch_norm_function(*args):
-    """``BatchNormFunction.apply(*args)``, or its torch.func form under a torch.func transform."""
-    if torch._C._are_functorch_transforms_active():
-        return TransformableBatchNormFunction.apply(*args)[:3]
-    return BatchNormFunction.apply(*args)
-
-
-def batch_norm_train(x, weight, bias, eps=1e-5):
+def batch_norm_train(x, weight, bias, eps=EPS):
     """Functional training-mode batch norm: ``(out, mean, biased_var)``, differentiable in x, weight, bias."""
     check_input_shape(x.shape, training=True)
-    return batch_norm_function(x, weight, bias, check_eps(eps))
+    return batch_norm_function(x, weight, bias, check_eps(eps), x.dtype if weight is None else weight.dtype)
+
+
+def batch_norm_eval(x, mean, var, weight, bias, eps):
+    """Eval mode: y = (x - mean) gamma / sqrt(var + eps) + beta with given statistics (the running ones),
+    in plain tensor operations that autograd differentiates. float16 and bfloat16 inputs are computed in
+    float32 and the output returned in x's type, as in training."""
+    dtype = compute_dtype(x.dtype)
+    inv_std = torch.rsqrt(cast(var, dtype) + eps)                         # 1 / sqrt(var + eps)
+    scale = inv_std if weight is None else inv_std * cast(weight, dtype)  # gamma / sqrt(var + eps)
+    centered = cast(x, dtype) - per_channel(cast(mean, dtype), x.dim())   # x - mean, before scaling
+    return cast(scale_and_shift(centered, scale, cast(bias, dtype)), x.dtype)

@@ -14,7 +14,7 @@ direction and catches the bug.
 
 import numpy as np
 
-from .normalization import batch_norm_forward
+from .normalization import EPS, batch_norm_forward
 
 TOLERANCE = 1e-6  # largest |analytic - numeric| that passes, for gradients of order one
 
@@ -47,7 +47,7 @@ def upstream_gradient(kind, shape, seed=0):
     raise ValueError(f"upstream kind must be 'sum' or 'random', got {kind!r}")
 
 
-def check_backward(backward, x, gamma, beta, kind, eps=1e-5, seed=0):
+def check_backward(backward, x, gamma, beta, kind, eps=EPS, seed=0):
     """Compare dx of ``backward(dout, cache)`` with finite differences, for one kind of upstream gradient."""
     dout = upstream_gradient(kind, np.shape(x), seed)
     numeric = numeric_gradient(lambda z: batch_norm_forward(z, gamma, beta, eps)[0], x, dout)

@@ -10,12 +10,12 @@ goes through ``bnlib.functional.BatchNormFunction``, whose backward is the formu
 ``bnlib.normalization``.
 """
 
-import torch
 from torch.nn.modules.batchnorm import _BatchNorm as TorchBatchNorm
 
-from .functional import batch_norm_function, cast, compute_dtype, per_channel, scale_and_shift
-from .running_stats import unbiased_variance
-from .validation import (check_dtype, check_eps, check_input_shape, check_layer_state, check_momentum,
+from .functional import batch_norm_eval, batch_norm_function
+from .machinery import cast, compute_dtype, scale_and_shift
+from .running_stats import unbiased_variance, update_running_stats
+from .validation import (EPS, check_dtype, check_eps, check_input_shape, check_layer_state, check_momentum,
                          check_num_features)
 
 
@@ -25,7 +25,7 @@ class _BatchNorm(TorchBatchNorm):
     input_dims: tuple = ()
     input_layout = ""
 
-    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True,
+    def __init__(self, num_features, eps=EPS, momentum=0.1, affine=True, track_running_stats=True,
                  device=None, dtype=None, *, bias=True):
         # eps is checked when used, as torch does: 0 is fine for normalizing with running statistics
         super().__init__(check_num_features(num_features), eps, check_momentum(momentum), affine,
@@ -39,51 +39,30 @@ class _BatchNorm(TorchBatchNorm):
         check_input_shape(x.shape, self.num_features, batch_stats, name, self.input_dims, self.input_layout,
                           empty_ok=True)
         eps = check_eps(self.eps, batch_stats)
-        check_layer_state(name, self.num_features, weight, bias, running_mean, running_var)
+        check_layer_state(name, self.num_features, weight=weight, bias=bias, running_mean=running_mean,
+                          running_var=running_var)
         state = weight if weight is not None else running_mean
         state_dtype = x.dtype if state is None else state.dtype
         if size:  # torch returns an empty batch before looking at types
             check_dtype(x.dtype, state_dtype, name)
-        if self.training and self.track_running_stats and self.num_batches_tracked is not None:
-            self.num_batches_tracked.add_(1)  # counted even when empty, as torch does
+        count = self.num_batches_tracked
+        if self.training and self.track_running_stats and count is not None:
+            count.add_(1)  # counted even when empty, as torch does
         if batch_stats and size:
             out, mean, var = batch_norm_function(x, weight, bias, eps, state_dtype)
             if self.training and self.track_running_stats and running_mean is not None:
                 self.update_running_stats(mean, var, size // x.shape[1])
             return out
-        dtype = compute_dtype(x.dtype)  # float32 for float16 and bfloat16, as torch's kernels
         if batch_stats:  # an empty batch, as torch: an empty output, zero gradients for gamma and beta
+            dtype = compute_dtype(x.dtype)
             return cast(scale_and_shift(cast(x, dtype), cast(weight, dtype), cast(bias, dtype)), x.dtype)
-        # (x - running_mean) gamma / sqrt(running_var + eps) + beta in plain tensor ops: autograd
-        # differentiates them. Centering first: folding the mean into the shift would cancel.
-        inv_std = torch.rsqrt(cast(running_var, dtype) + eps)
-        scale = inv_std if weight is None else inv_std * cast(weight, dtype)
-        centered = cast(x, dtype) - per_channel(cast(running_mean, dtype), x)
-        return cast(scale_and_shift(centered, scale, cast(bias, dtype)), x.dtype)
-
+        return batch_norm_eval(x, running_mean, running_var, weight, bias, eps)
 
     def update_running_stats(self, mean, var, m):
         """One step of the running statistics from a batch's mean and biased variance over m values per
-        channel: running <- running + momentum (batch - running), the variance made unbiased, m/(m-1) var.
-        With ``momentum=None``, the cumulative average: the t-th batch counted in ``num_batches_tracked``
-        gets weight 1/t."""
-        momentum = self.momentum
-        if momentum is None:
-            momentum = 0.0 if self.num_batches_tracked is None else 1.0 / float(self.num_batches_tracked)
-        _lerp_(self.running_mean, mean, momentum)
-        _lerp_(self.running_var, unbiased_variance(var, m), momentum)
-
-
-def _lerp_(running, batch, momentum):
-    """running <- running + momentum (batch - running), the ``ema_update`` rule, done in place.
-
-    In the batch statistics' precision: float32 for a float16 or bfloat16 buffer, rounded once at the
-    end. ``batch`` carries no gradient (a non-differentiable output), so nothing is recorded.
-    """
-    if running.dtype == batch.dtype:
-        running.lerp_(batch, momentum)
-    else:
-        running.copy_(running.to(batch.dtype).lerp_(batch, momentum))
+        channel: ``bnlib.running_stats.update_running_stats`` with the mean and the unbiased variance
+        m/(m-1) var."""
+        update_running_stats(self, running_mean=mean, running_var=unbiased_variance(var, m))
 
 
 class BatchNorm1d(_BatchNorm):

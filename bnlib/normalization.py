@@ -12,15 +12,16 @@ too (Ioffe & Szegedy 2015, section 3.2). With m the number of values per channel
 ``batch_norm_forward`` returns ``(y, cache)``; the cache holds what the backward pass needs, so the
 data flow between the two passes is explicit. ``batch_norm_backward(dy, cache)`` returns
 ``(dx, dgamma, dbeta)``. Notebook 03 teaches both functions; its cells are this code.
+
+``reduce_axes`` and ``per_channel`` serve the torch batch norm (``bnlib.functional``) as well: numpy
+arrays and torch tensors take the same axes and reshape alike.
 """
 
 from typing import NamedTuple
 
 import numpy as np
 
-from .validation import check_channel_vector, check_eps, check_input_shape
-
-EPS = 1e-5  # torch's default: keeps 1 / sqrt(var + eps) finite when a channel is constant
+from .validation import EPS, check_channel_vector, check_eps, check_input_shape  # EPS = 1e-5, torch's default
 
 
 class Cache(NamedTuple):
@@ -35,13 +36,16 @@ class Cache(NamedTuple):
 
 
 def reduce_axes(ndim):
-    """Every axis but the channel axis 1: (0,) for (N, C), (0, 2, 3) for (N, C, H, W)."""
-    return (0, *range(2, ndim))
+    """The axes the statistics run over, every axis but the channel axis 1: just 0 for (N, C), (0, 2, 3)
+    for (N, C, H, W). (An int for one axis: torch reduces over a tuple of dimensions more slowly.)"""
+    return 0 if ndim == 2 else (0, *range(2, ndim))
 
 
 def per_channel(vector, ndim):
-    """A (C,) vector shaped to broadcast against an (N, C, *spatial) array."""
-    return vector.reshape((1, -1) + (1,) * (ndim - 2))
+    """A (C,) vector shaped to broadcast against an (N, C, *spatial) array or tensor: (1, C, 1, ...), or the
+    vector itself for (N, C), against which (C,) already broadcasts as a row. (A torch view costs about
+    as much as a small operation.)"""
+    return vector if ndim == 2 else vector.reshape((1, -1) + (1,) * (ndim - 2))
 
 
 def _as_float_array(value, name):
@@ -74,7 +78,7 @@ def batch_norm_forward(x, gamma, beta, eps=EPS):
     """Training mode: normalize each channel of ``x`` with its batch statistics, then scale and shift.
     Returns ``(out, cache)``; the cache holds what the backward pass needs."""
     x, gamma, beta, eps = checked_inputs(x, gamma, beta, eps)  # float arrays of the right shapes, or a clear error
-    axes = reduce_axes(x.ndim)                                 # (0,) for (N, C): statistics over the batch
+    axes = reduce_axes(x.ndim)                                 # 0 for (N, C): statistics over the batch
     mean = x.mean(axis=axes, keepdims=True, dtype=np.float64)  # mu = 1/m sum_i x_i (summed in float64: a float32
     mean = mean.astype(x.dtype)                                #    sum would lose digits when mu is large)
     centered = x - mean                                        # x_i - mu

@@ -4,25 +4,49 @@ During training each BN layer keeps an exponential moving average of the batch m
 At test time it normalizes with those, so a prediction no longer depends on the other examples in
 the batch. The paper (Ioffe & Szegedy 2015, Algorithm 2) instead averages over the whole training
 set after training, with the unbiased variance m/(m-1) E[var_B]; ``population_statistics`` does that.
+
+``ema_update`` is the one update rule: ``update_running_stats`` applies it to a layer's buffers
+(``bnlib.BatchNorm1d/2d``, ``bnlib.SyncBatchNorm``, ``bnlib.BatchRenorm1d/2d``), ``replay_ema`` replays it
+over a recorded history.
 """
 
 import numpy as np
 import torch
 
+from .machinery import cast, replay_ema_blocks
 from .validation import check_momentum
 
 
-def ema_update(running, batch, momentum):
+def ema_update(running, batch, momentum, out=None):
     """One step of the running average, PyTorch convention: ``(1 - momentum) * running + momentum * batch``.
 
     ``momentum`` is the weight of the NEW value (torch default 0.1). Works for floats, numpy arrays
     and torch tensors alike; for tensors it is ``torch.lerp``, the same rule written
-    running + momentum (batch - running) in one kernel (exact at momentum 0 and 1).
+    running + momentum (batch - running) in one kernel (exact at momentum 0 and 1), written into the
+    tensor ``out`` if given (the layers update their buffers in place).
     """
     momentum = check_momentum(momentum, allow_none=False)
     if isinstance(running, torch.Tensor) and isinstance(batch, torch.Tensor):
-        return torch.lerp(running, batch, momentum)
+        return torch.lerp(running, batch, momentum, out=out)
     return (1 - momentum) * running + momentum * batch
+
+
+def update_running_stats(layer, **batch_values):
+    """One training step of ``layer``'s running statistics: each buffer named in ``batch_values`` takes an
+    ``ema_update`` step towards the batch's value, in place, with the layer's momentum.
+
+    ``momentum=None`` is the cumulative average: the t-th batch counted in ``num_batches_tracked`` gets
+    weight 1/t (torch's rule; 0 when nothing is counted). A float16/bfloat16 buffer is updated in its
+    batch value's precision (float32) and rounded once. The batch values carry no gradient (they are
+    the non-differentiable outputs of the Functions), so nothing is recorded.
+    """
+    momentum = layer.momentum
+    if momentum is None:  # the cumulative average: the t-th batch gets weight 1/t
+        count = layer.num_batches_tracked
+        momentum = 0.0 if count is None else 1.0 / float(count)
+    for name, batch in batch_values.items():
+        running = getattr(layer, name)
+        ema_update(cast(running, batch.dtype), batch, momentum, out=running)
 
 
 def keras_to_torch_momentum(decay):
@@ -48,35 +72,18 @@ def replay_ema(batch_values, momentum, initial, every=1):
 
     ``batch_values`` has shape (T, ...); ``initial`` (a scalar or of shape (...)) is the running value
     before the first step (torch starts running_mean at 0 and running_var at 1). Returns (T / every, ...):
-    the values after steps every, 2 every, ..., T.
-
-    The recursion r_t = (1 - m) r_{t-1} + m b_t is a first-order linear filter, run by
-    ``scipy.signal.lfilter`` in compiled code over all columns at once. Every L = ``every`` steps,
-    r_{t+L} = (1 - m)^L r_t + sum_{k=1..L} m (1 - m)^(L-k) b_{t+k}: one weighted sum per block of L values
-    (a matrix product), then again a running average over the blocks, with momentum a = 1 - (1 - m)^L fed
-    with (block sum) / a. ``momentum=None`` is torch's cumulative average: momentum 1/t at step t, so
-    r_t = (b_1 + ... + b_t) / t whatever the initial value.
+    the values after steps every, 2 every, ..., T. That is r_0 = initial and
+    r_t = (1 - m_t) r_{t-1} + m_t b_t, with m_t = momentum, or m_t = 1/t for ``momentum=None`` (torch's
+    cumulative average, which forgets the initial value). All steps and values are computed at once, in
+    compiled code (``bnlib.machinery.replay_ema_blocks``).
     """
-    from scipy.signal import lfilter  # imported here: scipy.signal takes a second to load
-
     momentum = check_momentum(momentum)
     values = np.asarray(batch_values)
     if values.ndim < 1 or len(values) == 0:
         raise ValueError(f"batch_values must have shape (T, ...) with T >= 1 steps; got shape {values.shape}")
     if int(every) != every or every < 1 or len(values) % every:
         raise ValueError(f"every must be a positive divisor of the number of steps {len(values)}; got {every!r}")
-    dtype, shape = np.result_type(values.dtype, np.float32), values.shape[1:]
-    if momentum is None:
-        steps = np.arange(1, len(values) + 1).reshape((-1,) + (1,) * len(shape))
-        return (np.cumsum(values, axis=0, dtype=np.float64) / steps)[every - 1::every].astype(dtype)
-    blocks = values.reshape(len(values) // every, every, -1).astype(np.float64)
-    weights = momentum * (1 - momentum) ** np.arange(every - 1, -1, -1.0)  # m (1 - m)^(L-k); 0^0 = 1
-    block_momentum = 1 - (1 - momentum) ** every                            # a = 1 - (1 - m)^L
-    fed = weights @ blocks / block_momentum if block_momentum > 0 else np.zeros(blocks[:, 0].shape)
-    start = np.broadcast_to(np.asarray(initial, dtype=np.float64), shape).reshape(1, -1)
-    # y[t] = a x[t] + (1 - a) y[t-1]; the filter state before step 0 is (1 - a) r_0.
-    running, _ = lfilter([block_momentum], [1.0, block_momentum - 1], fed, axis=0, zi=(1 - block_momentum) * start)
-    return running.reshape(len(running), *shape).astype(dtype)
+    return replay_ema_blocks(values, momentum, initial, int(every))
 
 
 def unbiased_variance(biased_var, m):

@@ -10,9 +10,9 @@ import numbers
 
 import torch
 
+EPS = 1e-5  # eps's default, torch's: keeps 1 / sqrt(var + eps) finite when a channel is constant
 SINGLE_VALUE = "Expected more than 1 value per channel when training"
 LOW_PRECISION = (torch.float16, torch.bfloat16)  # computed in float32, as torch's CPU kernels do
-STATE_NAMES = ("weight", "bias", "running_mean", "running_var")
 
 
 def _is_real(value):
@@ -35,20 +35,24 @@ def check_eps(eps, training=True):
 
     Normalizing with running statistics (``training=False``) also accepts 0, as torch does.
     """
+    if type(eps) is float and 0 < eps < math.inf:  # the common case, checked at every step
+        return eps
     if not _is_real(eps):
         raise TypeError(f"eps must be a float, a small positive number added to the variance "
-                        f"(default 1e-5); got {eps!r}")
+                        f"(default {EPS}); got {eps!r}")
     if not (0 < eps if training else 0 <= eps) or eps == math.inf:
         rule = ("positive when normalizing with batch statistics (training)" if training else
                 "non-negative when normalizing with running statistics")
         raise ValueError(f"eps must be {rule}: it is added to the variance, which is 0 for a channel whose "
                          f"values are all equal, so that 1 / sqrt(var + eps) stays finite; use a small "
-                         f"number such as the default 1e-5; got {eps}")
+                         f"number such as the default {EPS}; got {eps}")
     return float(eps)
 
 
 def check_momentum(momentum, allow_none=True):
     """``momentum`` is the weight of the new batch in the running average: a float in [0, 1]."""
+    if type(momentum) is float and 0 <= momentum <= 1:  # the common case, checked at every training step
+        return momentum
     if momentum is None and allow_none:
         return None
     hint = ("momentum is the weight of the new batch in running = (1 - momentum) * running + "
@@ -64,6 +68,30 @@ def check_momentum(momentum, allow_none=True):
     return float(momentum)
 
 
+def check_r_max(r_max):
+    """Batch Renorm clips r = sigma_B / sigma to [1/r_max, r_max]: r_max is a float of at least 1."""
+    if not _is_real(r_max):
+        raise TypeError(f"r_max must be a float of at least 1 (the paper's final value is 3); got {r_max!r}")
+    if not r_max >= 1:
+        raise ValueError(f"r_max must be at least 1: Batch Renorm clips r = sigma_B / sigma to [1/r_max, r_max], "
+                         f"a range that is empty below 1. Use 1 to train as plain batch norm (no correction "
+                         f"of the scale) and raise it as the running statistics settle (the paper goes to 3); "
+                         f"got {r_max}")
+    return float(r_max)
+
+
+def check_d_max(d_max):
+    """Batch Renorm clips d = (mu_B - mu) / sigma to [-d_max, d_max]: d_max is a float of at least 0."""
+    if not _is_real(d_max):
+        raise TypeError(f"d_max must be a float of at least 0 (the paper's final value is 5); got {d_max!r}")
+    if not d_max >= 0:
+        raise ValueError(f"d_max must be at least 0: Batch Renorm clips d = (mu_B - mu) / sigma to "
+                         f"[-d_max, d_max], a range that is empty below 0. Use 0 to train as plain batch norm "
+                         f"(no correction of the shift) and raise it as the running statistics settle (the "
+                         f"paper goes to 5); got {d_max}")
+    return float(d_max)
+
+
 def check_input_shape(shape, num_features=None, training=True, layer=None, ndims=None, layout=None,
                       empty_ok=False):
     """An input of shape (N, C, *spatial) with the expected channels and, in training, >1 value each.
@@ -75,8 +103,9 @@ def check_input_shape(shape, num_features=None, training=True, layer=None, ndims
     shape = tuple(shape)
     if ndims is not None and len(shape) not in ndims:
         wanted = " or ".join(f"{n}D" for n in ndims)
+        family = layer[:-2] if layer[-2:] in ("1d", "2d") else "BatchNorm"  # BatchNorm, BatchRenorm
         raise ValueError(f"{layer} expects a {wanted} input {layout}, got a {len(shape)}D input of "
-                         f"shape {shape}. Use BatchNorm1d for (N, C) or (N, C, L) inputs and BatchNorm2d "
+                         f"shape {shape}. Use {family}1d for (N, C) or (N, C, L) inputs and {family}2d "
                          f"for (N, C, H, W) images, or reshape the input.")
     if len(shape) < 2:
         raise ValueError(f"batch norm needs an input of shape (N, C) or (N, C, *spatial): the batch on "
@@ -97,12 +126,11 @@ def check_input_shape(shape, num_features=None, training=True, layer=None, ndims
                          f"batches (the BatchNorm layers accept them and return an empty output).")
 
 
-def check_layer_state(layer, num_features, weight, bias, running_mean, running_var):
-    """A layer's parameters and running statistics hold one value per channel: shape (num_features,).
-
-    A wrong size would otherwise fail deep inside torch, or, for size 1, broadcast into a wrong result.
-    """
-    for name, value in zip(STATE_NAMES, (weight, bias, running_mean, running_var)):
+def check_layer_state(layer, num_features, **state):
+    """A layer's parameters and running statistics, passed by name, hold one value per channel: shape
+    (num_features,). A wrong size would otherwise fail deep inside torch, or, for size 1, broadcast into
+    a wrong result."""
+    for name, value in state.items():
         if value is not None and value.shape != (num_features,):
             raise ValueError(f"{layer}.{name} must have shape ({num_features},), one value per channel "
                              f"(num_features={num_features}); got shape {tuple(value.shape)}. Assign a "

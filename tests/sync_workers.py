@@ -12,7 +12,7 @@ import torch.distributed as dist
 from torch import nn
 
 from bnlib.bench.sync import paired_step_ratios
-from bnlib.functional import reduce_dims
+from bnlib.normalization import reduce_axes
 from bnlib.sync import SyncBatchNorm, convert_sync_batchnorm
 
 
@@ -25,7 +25,7 @@ def shard(batch, sizes, rank):
 def naive_variance(x):
     """The merge SyncBatchNorm does NOT use: all-reduce the per-channel sums of x and x^2, then
     var = E[x^2] - E[x]^2, which cancels catastrophically when the mean dwarfs the spread."""
-    dims = reduce_dims(x)
+    dims = reduce_axes(x.dim())
     sums = torch.stack([x.sum(dims), x.square().sum(dims)])
     count = torch.tensor(float(x.shape[0] * math.prod(x.shape[2:])))
     dist.all_reduce(sums)
@@ -41,7 +41,7 @@ def train_layers(rank, world_size, cases):
     torch.set_num_threads(1)
     results = []
     for case in cases:
-        layer = SyncBatchNorm(case["channels"], dtype=case["inputs"][0].dtype, **case["options"])
+        layer = SyncBatchNorm(case["channels"], dtype=case["layer_dtype"], **case["options"])
         layer.load_state_dict(case["state"])
         steps = []
         for batch, upstream in zip(case["inputs"], case["upstreams"]):

@@ -7,7 +7,7 @@ import bnlib
 
 PUBLIC = ["BatchNorm1d", "BatchNorm2d", "batch_norm_train", "batch_norm_forward", "batch_norm_backward",
           "ema_update", "keras_to_torch_momentum", "population_statistics", "replay_ema",
-          "SyncBatchNorm", "convert_sync_batchnorm"]
+          "SyncBatchNorm", "convert_sync_batchnorm", "BatchRenorm1d", "BatchRenorm2d"]
 
 
 def test_public_names_are_exported():

@@ -27,13 +27,17 @@ from bnlib.sync import chan_merge
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120), pytest.mark.xdist_group("sync-ranks")]
 
 FLOAT32_EPS = torch.finfo(torch.float32).eps
+# (rtol, atol): torch.testing.assert_close's and upstream assertEqual's defaults for the type
+TORCH_TOLERANCES = {torch.float16: (1e-3, 1e-5), torch.bfloat16: (1.6e-2, 1e-5), torch.float32: (1.3e-6, 1e-5)}
 
 
 def make_case(shape, sizes, dtype=torch.float64, steps=3, options=None, offset=0.0, spread=1.0, seed=0,
-              naive=False):
-    """Batches of ``shape`` split into shards of ``sizes`` rows, upstream gradients, random weights."""
+              naive=False, input_dtype=None):
+    """Batches of ``shape`` split into shards of ``sizes`` rows, upstream gradients, random weights; the
+    layer in ``dtype``, the batches in ``input_dtype`` (by default the same)."""
     assert sum(sizes) == shape[0]
     generator = torch.Generator().manual_seed(seed)
+    input_dtype = input_dtype or dtype
 
     def draw():
         return torch.randn(shape, generator=generator, dtype=torch.float64)
@@ -44,21 +48,22 @@ def make_case(shape, sizes, dtype=torch.float64, steps=3, options=None, offset=0
         for parameter in layer.parameters():
             parameter.normal_(generator=generator)
     return {"channels": shape[1], "sizes": sizes, "options": options, "state": layer.state_dict(),
-            "inputs": [(offset + spread * draw()).to(dtype) for _ in range(steps)],
-            "upstreams": [draw().to(dtype) for _ in range(steps)], "naive": naive}
+            "layer_dtype": dtype, "inputs": [(offset + spread * draw()).to(input_dtype) for _ in range(steps)],
+            "upstreams": [draw().to(input_dtype) for _ in range(steps)], "naive": naive}
 
 
-def single_process(case, dtype):
-    """The case's steps by bnlib.BatchNorm1d/2d on the whole batch, in ``dtype``: per step the output,
-    the input gradient and the parameter gradients, and the final state."""
+def single_process(case, dtype, layers=(BatchNorm1d, BatchNorm2d)):
+    """The case's steps by bnlib.BatchNorm1d/2d (or the given ``layers``) on the whole batch, the layer
+    and the data in ``dtype`` (None: the case's own types): per step the output, the input gradient and
+    the parameter gradients, and the final state."""
     shape = case["inputs"][0].shape
-    layer = (BatchNorm2d if len(shape) == 4 else BatchNorm1d)(shape[1], dtype=dtype, **case["options"])
+    layer = layers[len(shape) == 4](shape[1], dtype=dtype or case["layer_dtype"], **case["options"])
     layer.load_state_dict(case["state"])
     steps = []
     for batch, upstream in zip(case["inputs"], case["upstreams"]):
-        x = batch.to(dtype).requires_grad_()
+        x = batch.to(dtype or batch.dtype).requires_grad_()
         out = layer(x)
-        out.backward(upstream.to(dtype))
+        out.backward(upstream.to(dtype or upstream.dtype))
         steps.append({"out": out.detach(), "dx": x.grad,
                       "grads": {name: p.grad for name, p in layer.named_parameters()}})
         layer.zero_grad(set_to_none=True)
@@ -91,19 +96,31 @@ def errors(ranks, case_index, reference):
     return found
 
 
-# Cases per world size: uneven shards, an empty shard, every input rank, the layer's options.
+def low_precision_cases(world_size):
+    """float16/bfloat16 layers, and float32 layers on float16/bfloat16 batches, in uneven shards."""
+    def sizes(rows):
+        return (rows - world_size + 1,) + (1,) * (world_size - 1)
+
+    return [make_case((4, 9, 1, 1), sizes(4), torch.float16),
+            make_case((4, 9, 1, 1), sizes(4), torch.float32, input_dtype=torch.float16),
+            make_case((8, 5, 3), sizes(8), torch.float32, input_dtype=torch.bfloat16),
+            make_case((4, 8, 6, 6), sizes(4), torch.bfloat16),
+            make_case((12, 6), sizes(12), torch.float32, options=dict(momentum=None), input_dtype=torch.bfloat16)]
+
+
+# Cases per world size: uneven shards, an empty shard, every input rank, the layer's options, low precision.
 CASES = {
     2: [make_case((7, 5), (4, 3)),
         make_case((6, 4, 5), (1, 5), options=dict(affine=False, momentum=None)),
         make_case((5, 3, 4, 4), (2, 3), options=dict(track_running_stats=False, bias=False)),
         make_case((4, 3, 2, 3), (0, 4)),
         make_case((64, 6), (40, 24), torch.float32, steps=1, options=dict(momentum=1.0), offset=1e4,
-                  spread=1e-2, naive=True)],
+                  spread=1e-2, naive=True)] + low_precision_cases(2),
     4: [make_case((10, 5), (3, 0, 5, 2)),
         make_case((6, 3, 4, 4), (1, 2, 0, 3), options=dict(momentum=None)),
         make_case((8, 4, 3), (2, 2, 2, 2), options=dict(affine=False)),
         make_case((96, 6), (10, 0, 50, 36), torch.float32, steps=1, options=dict(momentum=1.0), offset=1e4,
-                  spread=1e-2, naive=True)],
+                  spread=1e-2, naive=True)] + low_precision_cases(4),
 }
 FLOAT32_CASE = {2: 4, 4: 3}  # the float32 case's index
 PAIR_BATCHES = torch.randn(2, 6, 3, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
@@ -160,6 +177,36 @@ def test_float32_at_a_large_offset_is_as_precise_as_one_process_and_a_naive_merg
     sync_relative = ((sync_var - true_var).abs() / true_var).max().item()
     naive_relative = ((naive_var - true_var).abs() / true_var).max().item()
     assert sync_relative < 1e-6 and naive_relative > 1e3, (sync_relative, naive_relative)
+
+
+def test_low_precision_shards_agree_with_torch_on_the_whole_batch(ranks):
+    """float16/bfloat16 layers, and float32 layers on float16/bfloat16 batches, follow the layers' policy
+    (float32 arithmetic, results in the input's type, statistics rounded as torch's): the ranks' outputs
+    and input gradients, their parameter gradients summed, and every rank's running statistics agree with
+    torch.nn.BatchNorm1d/2d on the whole batch within torch's default tolerances for the type. The weight
+    gradient is allowed upstream's 1e-4, and the summed gradients the rounding of each rank's shard."""
+    world_size, results = ranks
+    layers = [rank["layers"] for rank in results]
+    cases = [(index, case) for index, case in enumerate(CASES[world_size])
+             if case["inputs"][0].dtype in (torch.float16, torch.bfloat16)]
+    assert len(cases) == 5
+    for index, case in cases:
+        steps, state = single_process(case, None, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d))
+        for step, expected in enumerate(steps):
+            per_rank = [rank[index]["steps"][step] for rank in layers]
+            for key in ("out", "dx"):
+                found = torch.cat([r[key] for r in per_rank])
+                assert found.dtype == case["inputs"][0].dtype
+                torch.testing.assert_close(found, expected[key], msg=lambda m, key=key: f"{index} {key}: {m}")
+            for name, grad in expected["grads"].items():
+                shards = [r["grads"][name].double() for r in per_rank]
+                rtol, atol = TORCH_TOLERANCES[grad.dtype]
+                rounding = torch.finfo(grad.dtype).eps * sum(shard.abs() for shard in shards)
+                torch.testing.assert_close(sum(shards), grad.double(), rtol=max(rtol, 1e-4),
+                                           atol=max(atol, 1e-4, rounding.max().item()))
+        for rank in layers:
+            for key, value in state.items():
+                torch.testing.assert_close(rank[index]["state"][key], value, msg=lambda m, key=key: f"{key}: {m}")
 
 
 def test_each_process_group_normalizes_its_own_batch(ranks):
