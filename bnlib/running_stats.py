@@ -59,9 +59,10 @@ def keras_to_torch_momentum(decay):
     - Keras / TensorFlow: ``moving = decay * moving + (1 - decay) * batch``, default ``momentum=0.99``
       (called ``decay`` in TF1): the weight of the OLD average.
 
-    Porting a Keras ``momentum=0.99`` to PyTorch unchanged makes the running statistics follow almost
-    only the last batch; porting torch's 0.1 to Keras makes them barely move, so a model that trains
-    well evaluates badly. Keras' 0.99 is torch's 0.01.
+    Copied unchanged, either value makes the running statistics follow almost only the last batch:
+    Keras' ``momentum=0.99`` in PyTorch weights the new batch 0.99, and torch's ``momentum=0.1`` in Keras
+    weights it 1 - 0.1 = 0.9. A model that trains well then evaluates badly. Keras' 0.99 is torch's 0.01,
+    and torch's 0.1 is Keras' 0.9.
     """
     decay = check_momentum(decay, allow_none=False)
     return 1.0 - decay

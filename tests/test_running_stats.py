@@ -23,9 +23,15 @@ def test_ema_update_is_what_torch_does_to_its_buffers(momentum):
         torch.testing.assert_close(layer.running_var, running_var, rtol=0, atol=1e-14)
 
 
-def test_ema_update_works_on_floats_and_arrays_alike():
-    assert ema_update(2.0, 4.0, 0.25) == pytest.approx(0.75 * 2.0 + 0.25 * 4.0)
-    np.testing.assert_allclose(ema_update(np.array([2.0, 0.0]), np.array([4.0, 1.0]), 0.25), [2.5, 0.25])
+def test_ema_update_works_on_floats_and_arrays_as_on_torchs_buffers():
+    """Floats and numpy arrays get what the tensors checked against torch's buffers above get."""
+    running, batch = np.array([2.0, 0.0, -1.5]), np.array([4.0, 1.0, 3.0])
+    for momentum in (0.25, 0.0, 1.0):
+        on_tensors = ema_update(torch.tensor(running), torch.tensor(batch), momentum).numpy()
+        np.testing.assert_allclose(ema_update(running, batch, momentum), on_tensors, rtol=0, atol=1e-15)
+        assert ema_update(float(running[0]), float(batch[0]), momentum) == pytest.approx(on_tensors[0], abs=1e-15)
+    np.testing.assert_array_equal(ema_update(running, batch, 1.0), batch)  # momentum 1: the last batch only
+    np.testing.assert_array_equal(ema_update(running, batch, 0.0), running)  # momentum 0: frozen
 
 
 def test_keras_decay_is_torch_momentum_one_minus_decay():
@@ -39,6 +45,19 @@ def test_keras_decay_is_torch_momentum_one_minus_decay():
     np.testing.assert_allclose(replay_ema(batches, torch_momentum, 0.0)[-1], keras_moving, rtol=1e-12)
     # The bug this helper prevents: passing Keras' 0.99 to torch weights the NEW batch by 0.99.
     assert not np.allclose(replay_ema(batches, decay, 0.0)[-1], keras_moving, atol=1e-2)
+
+
+def test_either_momentum_copied_to_the_other_library_follows_the_last_batch():
+    """Keras' 0.99 in torch, and torch's 0.1 in Keras (which weights the new batch 1 - 0.1 = 0.9), both
+    make the running average land near the last batch: neither makes it "barely move"."""
+    batches = np.random.default_rng(5).normal(size=(50, 200))
+    keras_moving = np.zeros(200)
+    for b in batches:
+        keras_moving = 0.1 * keras_moving + (1 - 0.1) * b  # torch's default 0.1 given to Keras
+    torch_running = replay_ema(batches, 0.99, 0.0)[-1]  # Keras' default 0.99 given to torch
+    for copied in (keras_moving, torch_running):
+        assert np.abs(copied - batches[-1]).mean() < 0.15 * np.abs(batches[-1] - batches[-2]).mean()
+    assert keras_to_torch_momentum(0.1) == pytest.approx(0.9)
 
 
 @pytest.mark.parametrize("momentum", [0.1, 0.0, 1.0, 0.5, 1e-3])
