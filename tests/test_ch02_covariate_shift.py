@@ -150,11 +150,13 @@ def test_hidden_input_drift_figure_plots_its_data(run):
     assert np.all(data["histogram"]["counts"].sum(axis=1) == run["u_snapshots"].shape[1])
 
 
-def test_drift_run_rejects_unknown_settings():
-    with pytest.raises(TypeError, match="unknown setting"):
-        recording.drift_run(step=10)
+def test_drift_run_rejects_unknown_and_inconsistent_settings():
+    with pytest.raises(TypeError, match="step"):
+        recording.DriftRun().replace(step=10)
     with pytest.raises(ValueError, match="multiple of record_every"):
-        recording.drift_run(steps=10, record_every=3)
+        recording.DriftRun(steps=10, record_every=3)
+    with pytest.raises(TypeError, match="DriftRun"):
+        recording.drift_run({"steps": 10})
 
 
 def test_quantile_density_puts_five_percent_in_each_bin():

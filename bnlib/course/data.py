@@ -29,6 +29,8 @@ SHA256 = {
     "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
 }
 
+TRAIN_EXAMPLES = 60_000  # the size of MNIST's training set
+
 HOW_TO_GET_MNIST = (
     "To get MNIST, either run once with internet access (torchvision downloads it into data/), "
     "or point BNLIB_MNIST_DIR (or the `source` argument) at a folder holding the four files "

@@ -8,16 +8,38 @@ shows. The learning rate, 2, is four times that of the full 50,000-step reproduc
 cached; the notebook, its figures and its explorer read it from there.
 """
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
 from bnlib.course import drift
-from bnlib.course.cache import cached
+from bnlib.course.cache import Config, experiment
 from bnlib.course.models import paper_mlp
 from bnlib.course.training import accuracy, mnist, train_mlp
 
-DRIFT_CONFIG = {"steps": 3000, "batch_size": 60, "lr": 2.0, "init_std": 0.01, "seed": 0, "record_every": 25,
-                "probe_size": 1000, "snapshots": (500, 1000, 2000, 3000)}
+
+
+@dataclass(frozen=True)
+class DriftRun(Config):
+    """The recorded run's settings: SGD steps, batch size and learning rate, the initial weights' scale, the
+    seed, how often the probe is measured, how many test images it has, and the steps whose inputs are kept."""
+
+    steps: int = 3000
+    batch_size: int = 60
+    lr: float = 2.0
+    init_std: float = 0.01
+    seed: int = 0
+    record_every: int = 25
+    probe_size: int = 1000
+    snapshots: tuple = (500, 1000, 2000, 3000)
+
+    def __post_init__(self):
+        if self.steps % self.record_every:
+            raise ValueError(f"steps ({self.steps}) must be a multiple of record_every ({self.record_every}), "
+                             f"so the last step is recorded")
+
+
 LEVELS = np.arange(0, 101, 5)  # the quantiles recorded: the 0th (smallest), 5th, ..., 100th (largest) percentile
 DRIFT_LEVELS = [int(np.flatnonzero(LEVELS == p)[0]) for p in drift.PERCENTILES]  # where the 15th, 50th, 85th are
 
@@ -42,18 +64,19 @@ def measure(model, probe):
     return x_quantiles, u_quantiles
 
 
-def train_and_record(steps, batch_size, lr, init_std, seed, record_every, probe_size, snapshots, progress=True):
-    """SGD on MNIST's mean cross-entropy, calling ``measure`` every ``record_every`` steps (step 0 too);
-    at the ``snapshots`` steps it also keeps layer 3's inputs u^(2) for every probe image."""
+def train_and_record(config, progress=True):
+    """SGD on MNIST's mean cross-entropy, calling ``measure`` every ``config.record_every`` steps (step 0 too);
+    at the ``config.snapshots`` steps it also keeps layer 3's inputs u^(2) for every probe image."""
     from tqdm.auto import tqdm
 
     images, labels = mnist(train=True)
     test_images, test_labels = mnist(train=False)
-    probe, probe_labels = test_images[:probe_size], test_labels[:probe_size]
-    torch.manual_seed(seed)
-    model = paper_mlp(init_std=init_std)
-    order = torch.randint(len(images), (steps, batch_size), generator=torch.Generator().manual_seed(seed))
-    recorded = range(0, steps + 1, record_every)
+    probe, probe_labels = test_images[:config.probe_size], test_labels[:config.probe_size]
+    torch.manual_seed(config.seed)
+    model = paper_mlp(init_std=config.init_std)
+    order = torch.randint(len(images), (config.steps, config.batch_size),
+                          generator=torch.Generator().manual_seed(config.seed))
+    recorded, snapshots = range(0, config.steps + 1, config.record_every), config.snapshots
     record = {"steps": [], "x_quantiles": [], "u_quantiles": [], "accuracy": [], "u_snapshots": []}
 
     def on_checkpoint(step):
@@ -67,24 +90,20 @@ def train_and_record(steps, batch_size, lr, init_std, seed, record_every, probe_
             with torch.no_grad():
                 record["u_snapshots"].append(hidden_inputs(model, probe)[1][2].numpy())
 
-    with tqdm(total=steps, desc="training", unit="step", disable=not progress, mininterval=1.0) as bar:
-        train_mlp(model, images, labels, [[batch] for batch in order], lr, on_checkpoint=on_checkpoint,
+    with tqdm(total=config.steps, desc="training", unit="step", disable=not progress, mininterval=1.0) as bar:
+        train_mlp(model, images, labels, [[batch] for batch in order], config.lr, on_checkpoint=on_checkpoint,
                   checkpoints={*recorded, *snapshots}, progress=bar)
     return {"snapshot_steps": np.array(snapshots), "levels": LEVELS,
             **{key: np.array(value) for key, value in record.items()}}
 
 
-def drift_run(progress=True, **overrides):
-    """The recorded run (cached): ``steps`` (S,); ``x_quantiles`` (S, 3 layers, 21 levels, 100 units) of the
-    hidden layers' sigmoid inputs and ``u_quantiles`` (S, 21, 100) of layer 3's inputs, at ``levels``;
-    ``accuracy`` (S,) on the probe; ``u_snapshots`` (K, probe, 100) at ``snapshot_steps``."""
-    unknown = set(overrides) - set(DRIFT_CONFIG)
-    if unknown:
-        raise TypeError(f"unknown setting(s) {sorted(unknown)}; drift_run accepts {sorted(DRIFT_CONFIG)}")
-    config = {**DRIFT_CONFIG, **overrides}
-    if config["steps"] % config["record_every"]:
-        raise ValueError("steps must be a multiple of record_every, so the last step is recorded")
-    return cached("hidden_input_drift", config, lambda: train_and_record(**config, progress=progress))
+@experiment("hidden_input_drift", DriftRun)
+def drift_run(config, progress=True):
+    """The recorded run (cached; ``drift_run(DriftRun().replace(steps=...))`` for other settings): ``steps``
+    (S,); ``x_quantiles`` (S, 3 layers, 21 levels, 100 units) of the hidden layers' sigmoid inputs and
+    ``u_quantiles`` (S, 21, 100) of layer 3's inputs, at ``levels``; ``accuracy`` (S,) on the probe;
+    ``u_snapshots`` (K, probe, 100) at ``snapshot_steps``."""
+    return train_and_record(config, progress=progress)
 
 
 def drift_percentiles(quantiles):

@@ -16,12 +16,12 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from bnlib.course.cache import Config, experiment
+from bnlib.course.data import TRAIN_EXAMPLES
 from bnlib.course.training import evaluate, mnist, random_batches, train_mlp
 from bnlib.layers import BatchNorm1d
 
 PLACEMENTS = ("before", "after")
 ACTIVATIONS = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU}
-MNIST_TRAIN_EXAMPLES = 60_000
 
 
 @dataclass(frozen=True)
@@ -39,8 +39,8 @@ class PlacementRun(Config):
     eval_every: int = 50
 
     def __post_init__(self):
-        if not 1 <= self.train_examples <= MNIST_TRAIN_EXAMPLES:
-            raise ValueError(f"train_examples must be between 1 and {MNIST_TRAIN_EXAMPLES:,} (MNIST's training set), "
+        if not 1 <= self.train_examples <= TRAIN_EXAMPLES:
+            raise ValueError(f"train_examples must be between 1 and {TRAIN_EXAMPLES:,} (MNIST's training set), "
                              f"got {self.train_examples}")
         if self.batch_size < 2:
             raise ValueError(f"batch_size must be at least 2 for batch norm in training, got {self.batch_size}")

@@ -30,9 +30,8 @@ from tqdm.auto import tqdm
 
 from bnlib.course.cache import Config, experiment
 from bnlib.course.ch07.network import chapter_mlp
+from bnlib.course.data import TRAIN_EXAMPLES
 from bnlib.course.training import accuracy, consecutive_batches, mnist, random_batches, train_mlp
-
-MNIST_TRAIN_EXAMPLES = 60_000
 
 
 @dataclass(frozen=True)
@@ -58,9 +57,9 @@ class GanRun(Config):
     held_out_per_kind: int = 2000
 
     def __post_init__(self):
-        if 2 * (self.train_per_kind + self.held_out_per_kind) > MNIST_TRAIN_EXAMPLES:
+        if 2 * (self.train_per_kind + self.held_out_per_kind) > TRAIN_EXAMPLES:
             raise ValueError(f"train_per_kind + held_out_per_kind ({self.train_per_kind + self.held_out_per_kind}) "
-                             f"must be at most {MNIST_TRAIN_EXAMPLES // 2:,}: the real and the fake images are "
+                             f"must be at most {TRAIN_EXAMPLES // 2:,}: the real and the fake images are "
                              f"different MNIST training digits")
         if not 2 <= self.half_batch <= self.held_out_per_kind:
             raise ValueError(f"half_batch must be at least 2 (batch norm on each half) and at most held_out_per_kind "
