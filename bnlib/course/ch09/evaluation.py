@@ -44,7 +44,18 @@ class TrainingRun(Config):
 
 
 RUN = TrainingRun()
-POPULATION = {"examples": 12_000, "batch_size": 600}  # training images for Algorithm 2, and its batch size
+
+
+@dataclass(frozen=True)
+class Population(Config):
+    """Algorithm 2's population statistics: recomputed over the first ``examples`` training images, in
+    batches of ``batch_size``."""
+
+    examples: int = 12_000
+    batch_size: int = 600
+
+
+POPULATION = Population()
 
 
 def initial_model(seed=RUN.seed):
@@ -75,7 +86,7 @@ def measure(model, population=POPULATION):
     test_images = test_images.to(torch.float64)
     with small_model_settings():
         recomputed = recompute_population_statistics(copy.deepcopy(model),
-                                                     images[:population["examples"]].split(population["batch_size"]))
+                                                     images[:population.examples].split(population.batch_size))
         errors = [normalization_error(kept.running_mean, kept.running_var, right.running_mean, right.running_var,
                                       kept.eps).mean().item()
                   for kept, right in zip(batch_norm_layers(model), batch_norm_layers(recomputed))]
