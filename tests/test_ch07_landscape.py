@@ -1,5 +1,5 @@
 """Why batch norm works (notebook 07): noisy BN, internal covariate shift measured through the gradients,
-loss-landscape smoothness, the largest learning rate."""
+loss-landscape smoothness."""
 
 import copy
 
@@ -8,11 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from bnlib.course.ch07.landscape import (LANDSCAPE_CONFIG, MAX_LR_CONFIG, NOISY_CONFIG, SHIFT_CONFIG, LandscapeRun,
-                                         NoisyBatchNorm1d, ShiftRun, distribution_movement, gradient_shift,
-                                         internal_covariate_shift, landscape_figure, largest_trainable_lr,
-                                         layer_parameters, learning_rate_figure, loss_landscape, max_learning_rate,
-                                         noisy_batch_norm, noisy_figure, probe_along_gradient, shift_figure)
+from bnlib.course.ch07.landscape import (LANDSCAPE_CONFIG, NOISY_CONFIG, SHIFT_CONFIG, LandscapeRun, NoisyBatchNorm1d,
+                                         ShiftRun, distribution_movement, gradient_shift, internal_covariate_shift,
+                                         landscape_figure, layer_parameters, loss_landscape, noisy_batch_norm,
+                                         noisy_figure, probe_along_gradient, shift_figure)
 from bnlib.course.ch07.network import chapter_mlp
 from bnlib.course.training import mnist, train_mlp
 
@@ -206,36 +205,11 @@ def test_the_probes_move_different_distances_and_per_distance_the_change_is_abou
     assert np.median(growth[none]) > 5 and np.median(growth[bn]) < 2.5   # at most 8: the step sizes span 8x
 
 
-def test_batch_norm_trains_at_a_ten_times_larger_learning_rate():
-    """Notebook: the largest learning rate of the grid that reaches 90% is 10x larger with BN, one decade of a
-    grid in steps of about 3.3x (so the true ratio lies between about 3x and 33x); at 10 both networks fail."""
-    result = max_learning_rate()
-    lrs = list(result["lrs"])
-    none, bn = (largest_trainable_lr(lrs, result["test_accuracy"][k]) for k in (0, 1))
-    assert MAX_LR_CONFIG.norms == ("none", "batch")
-    assert bn == pytest.approx(10 * none)                        # "10x", not "at least 10x"
-    steps = np.diff(np.log(lrs))
-    assert np.all(np.abs(steps - np.log(10) / 2) < 0.1)          # the grid: half a decade a step, about 3.3x
-    assert lrs.index(bn) - lrs.index(none) == 2
-    upper = lrs[lrs.index(bn) + 1] / none                         # the limits lie below the next grid rate
-    lower = bn / lrs[lrs.index(none) + 1]
-    assert 2.9 < lower < 3.4 and 30 < upper < 34
-    assert np.all(result["test_accuracy"][:, list(result["lrs"]).index(10.0)] < 0.5)
-
-
-def test_largest_trainable_lr_picks_the_last_good_one():
-    assert largest_trainable_lr([0.1, 1, 10], [0.95, 0.92, 0.1]) == 1
-    assert largest_trainable_lr([0.1, 1, 10], [0.5, 0.95, 0.91]) == 10
-    assert largest_trainable_lr([0.1, 1], [0.5, 0.5]) is None
-
-
 def test_figures_plot_the_measured_numbers(noisy):
     _, data = noisy_figure()
     np.testing.assert_array_equal(data["batch"]["test_accuracy"], noisy["test_accuracy"][1])
     _, data = landscape_figure()
     np.testing.assert_array_equal(data["loss_range"], loss_landscape()["loss_range"])
-    _, data = learning_rate_figure()
-    assert data["with BN"]["largest_trainable_lr"] >= 10 * data["no BN"]["largest_trainable_lr"]
     _, data = shift_figure()
     result = internal_covariate_shift()
     np.testing.assert_allclose(data["with BN"]["cosine"], np.median(result["cosine"][1], axis=0))
@@ -255,8 +229,6 @@ def test_bad_settings_are_refused_clearly():
         ShiftRun(steps=10, probe_every=25)
     with pytest.raises(ValueError, match="probe_every must be between 1 and steps"):
         LandscapeRun(steps=40)
-    with pytest.raises(ValueError, match="a fraction of the test set"):
-        MAX_LR_CONFIG.replace(trains_if_accuracy_above=90)
 
 
 def test_in_train_mode_a_batch_norm_outputs_batch_mean_beta_and_std_gamma_by_construction():

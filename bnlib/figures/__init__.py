@@ -20,7 +20,7 @@ FIGURE_MODULES = [
     "bnlib.course.ch05.ema", "bnlib.course.ch05.inference",
     "bnlib.course.ch06.figures",
     "bnlib.course.ch07.small_batches", "bnlib.course.ch07.batch_composition", "bnlib.course.ch07.landscape",
-    "bnlib.course.ch07.norm_alternatives",
+    "bnlib.course.ch07.learning_rate", "bnlib.course.ch07.norm_alternatives",
     "bnlib.course.ch08.figures",
     "bnlib.course.ch09.devices", "bnlib.course.ch09.ghost",
     "bnlib.course.ch10.figures",
