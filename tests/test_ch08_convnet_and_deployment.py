@@ -146,6 +146,7 @@ def test_the_explorer_answers_every_control(sweep):
     explorer = recalibration_explorer(test_examples=500)
     assert explorer.error is None, explorer.text
     assert explorer.text.startswith("recalibrated BN ")
+    assert "contrast strength 0.80 (contrast x0.28)" in explorer.text  # one name for one setting
     assert_control_changes_readout_and_plot(explorer, "strength", 0.3)
     assert_control_changes_readout_and_plot(explorer, "kind", "noise")
     assert_control_changes_readout_and_plot(explorer, "batches", 4)

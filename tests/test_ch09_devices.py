@@ -133,9 +133,11 @@ def test_the_explorer_reads_out_the_grid():
     grid = devices.device_grid()
     assert explorer.error is None
     text = explorer.text
-    assert f"reaches {grid['accuracy'][-1, -1]:.1%} test accuracy" in text
-    assert f"synchronized batch norm {grid['sync_accuracy']:.1%}" in text
-    assert text.startswith("10 devices, 6 examples each, skew 1")
+    headline = text.split("; ")[0]  # what the readout shows in bold: the numbers that change, no settings
+    assert headline == f"per-device batch norm {grid['accuracy'][-1, -1]:.1%} test accuracy with rank 0's running " \
+                       f"statistics, {grid['population_accuracy'][-1, -1]:.1%} with population statistics"
+    assert f"synchronized {grid['sync_accuracy']:.1%}" in text
+    assert "10 devices of 6, skew 1:" in text
 
 
 def test_bad_settings_are_refused_clearly():

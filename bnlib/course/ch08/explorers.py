@@ -19,6 +19,12 @@ from bnlib.course.explorer import Explorer
 from bnlib.running_stats import recompute_population_statistics
 
 LEVELS = {"contrast": lambda strength: 1 - 0.9 * strength, "noise": lambda strength: 0.6 * strength}
+MEANING = {"contrast": "contrast x{level:.2f}", "noise": "noise of std {level:.2f}"}  # what a strength does
+
+
+def describe(kind, strength):
+    """"contrast strength 0.75 (contrast x0.33)": the slider's value and what it does to the digits."""
+    return f"{kind} strength {strength:.2f} ({MEANING[kind].format(level=LEVELS[kind](strength))})"
 
 
 def recalibration_explorer(test_examples=2_000):
@@ -39,7 +45,7 @@ def recalibration_explorer(test_examples=2_000):
                   "plain net": accuracy(plain, test, test_labels)}
         digits_ax.cla()
         digits_ax.imshow(test[:4, 0].transpose(0, 1).reshape(28, 4 * 28).clamp(0, 1).numpy(), cmap="gray", vmin=0, vmax=1)
-        digits_ax.set(title=f"{kind} {level:.2f}: test digits", xticks=[], yticks=[])
+        digits_ax.set(title=f"test digits, {MEANING[kind].format(level=level)}", xticks=[], yticks=[])
         bars_ax.cla()
         bars = bars_ax.barh(list(scores), list(scores.values()),
                             color=["0.6", COLORS["batch norm"], COLORS["baseline"]])
@@ -48,7 +54,7 @@ def recalibration_explorer(test_examples=2_000):
         bars_ax.invert_yaxis()
         values = list(scores.values())
         return figure, (f"recalibrated BN {values[1]:.1%}, with its training statistics {values[0]:.1%}; "
-                        f"plain net {values[2]:.1%}; {kind} {level:.2f}, {batches} batch(es) of 64")
+                        f"plain net {values[2]:.1%}; {describe(kind, strength)}, {batches} batch(es) of 64")
 
     controls = {
         "kind": widgets.Dropdown(options=list(LEVELS), value="contrast", description="shift"),

@@ -41,12 +41,12 @@ def devices_explorer(devices=4, skew=1.0, config=GRID_CONFIG):
                   title=f"Running statistics at skew {skew:g}")
         right.legend(fontsize=8)
         figure.tight_layout()
-        text = (f"{devices} devices, {config.batch_size // devices} examples each, skew {skew:g} (on average "
-                f"{grid['classes_per_device'][i, j]:.1f} classes in a device's shard): per-device batch norm reaches "
-                f"{accuracy[j]:.1%} test accuracy with rank 0's running statistics, {population[j]:.1%} with "
-                f"population statistics recomputed after training; synchronized batch norm {grid['sync_accuracy']:.1%} "
-                f"(the same for every split). Normalization error of the running statistics, mean over the layers: "
-                f"{grid['error'][i, j].mean():.3f} per device, {grid['sync_error'].mean():.3f} synchronized.")
+        text = (f"per-device batch norm {accuracy[j]:.1%} test accuracy with rank 0's running statistics, "
+                f"{population[j]:.1%} with population statistics; synchronized {grid['sync_accuracy']:.1%} "
+                f"(the same for every split); normalization error {grid['error'][i, j].mean():.3f} per device, "
+                f"{grid['sync_error'].mean():.3f} synchronized (mean over the layers); {devices} devices of "
+                f"{config.batch_size // devices}, skew {skew:g}: {grid['classes_per_device'][i, j]:.1f} classes in a "
+                f"device's shard on average")
         return figure, text
 
     controls = {
