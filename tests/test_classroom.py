@@ -8,8 +8,10 @@ autogrades to zero points, every check failing on its stub: a learner who runs e
 open. The blank one is cut down to its exercises and the cells they need: running the rest again would test
 nothing more. Separate folders let both test workers grade at once."""
 
+import base64
 import shutil
 import sqlite3
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +30,22 @@ pytestmark = pytest.mark.slow  # runs every notebook in a kernel, solved and (it
 
 NOTEBOOKS = classroom.course_notebooks()
 BLANK_ANSWERS = ("is not written yet", checks.UNANSWERED)  # how a check greets a stub
+CELL_WIDTH = 840  # CSS pixels: a JupyterLab cell at 1280 x 800 with the file browser open shrinks anything wider
+
+
+def unsharp_or_shrunk_images(cells):
+    """Each image output's (cell, problem): a PNG must say the CSS width to show it at (an explorer's plot and a
+    retina figure do), carry twice those pixels, and fit a cell without shrinking."""
+    problems = []
+    for i, cell in enumerate(cells):
+        for output in cell.outputs:
+            if "image/png" not in output.get("data", {}):
+                continue
+            pixels = struct.unpack(">I", base64.b64decode(output.data["image/png"])[16:20])[0]
+            shown = output.get("metadata", {}).get("image/png", {}).get("width")
+            if not shown or pixels < 1.9 * shown or shown > CELL_WIDTH + 20:
+                problems.append((i, f"{pixels} px shown at {shown} CSS px"))
+    return problems
 
 
 def exercises_only(course_notebook, destination):
@@ -78,6 +96,8 @@ def test_nbgrader_gives_blank_zero_and_the_course_notebook_full_marks_running_it
               for output in cell.outputs if output.output_type == "error"]
     assert not errors, f"{notebook.name} does not run top to bottom: {errors}"
     assert all(cell.execution_count for cell in code if cell.source.strip()), f"{notebook.name}: cells left unrun"
+    images = unsharp_or_shrunk_images(code)
+    assert not images, f"{notebook.name}: figures not sharp or too wide: {images}"
     score, maximum = scores["solutions"]
     assert maximum > 0 and score == maximum, f"{assignment}: the solutions earn {score} of {maximum}"
     assert scores["blank"][0] == 0, f"{assignment}: a blank submission earns points"
