@@ -31,7 +31,8 @@ WINDOW = 200  # trailing window of the "first step within 10%" measure
 class GridRun(Config):
     """The grid's settings: plain SGD at every (lr, wd) of ``lrs`` x ``wds``; ``momentum_runs``, (lr, wd, mu)
     each, with momentum. Weight decay on every Linear weight, none on gamma, beta and the last bias. Initial
-    weights N(0, ``init_std``^2), the paper's (``bnlib.course.models.paper_mlp``'s default)."""
+    weights N(0, ``init_std``^2): small Gaussian weights as in the paper, which gives no scale
+    (``bnlib.course.models.paper_mlp``'s default)."""
 
     lrs: tuple = (0.1, 0.2, 0.4)
     wds: tuple = (0.0, 1e-3, 3e-3, 1e-2)

@@ -7,7 +7,8 @@ L(aW) = L(W)
 - with respect to a, at a = 1: W . grad L(W) = 0, the gradient is orthogonal to W;
 - with respect to W: a grad L(aW) = grad L(W), the gradient at aW is the gradient at W divided by a
 
-(Ioffe & Szegedy 2015, section 3.3). Each row of W (one unit's incoming weights) can be scaled on its own: BN
+(Ioffe & Szegedy 2015, section 3.3, give the invariance and the 1/a; the orthogonality follows from the same
+identity). Each row of W (one unit's incoming weights) can be scaled on its own: BN
 normalizes each unit separately. The last Linear feeds no BN: none of this holds for it.
 """
 

@@ -167,9 +167,9 @@ def equilibrium_angle(lr, wd, momentum=0.0):
 
 
 def equilibrium_steps(lr, wd, momentum=0.0):
-    """The time scale of the approach to equilibrium, (1 - mu) / (2 lr wd) steps: Wan et al. (2021) bound the mean
-    squared distance of ||W||^2 from its equilibrium value by (1 - 2 lr wd / (1 - mu))^t times its start, plus a
-    term for the gradient's noise."""
+    """The time scale of the approach to equilibrium, (1 - mu) / (2 lr wd) steps: the time weight decay alone (lr wd
+    / (1 - mu) per step with momentum mu) takes to shrink ||W||^2 by a factor e. Wan et al. (2021) prove that the
+    equilibrium is reached at a linear rate."""
     return (1 - momentum) / (2 * lr * wd)
 
 
