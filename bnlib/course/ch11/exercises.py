@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from bnlib.course.ch11.renorm import GRID, run_grid
-from bnlib.course.ch11.residual import ResMLP, VARIANTS, VarianceRun, run_variance, zero_init_last_bn
+from bnlib.course.ch11.residual import STREAMS, ResMLP, VarianceRun, run_variance, zero_init_last_bn
 from bnlib.course.checks import as_array, check, check_choice, check_close, not_yet, passed, run
 
 # Exercise 1: Batch Renorm's training forward
@@ -163,7 +163,7 @@ VARIANCE_CHOICES = {"about 1": 1.0, "about 4": 4.0, "about 17": 17.0, "about 65,
 
 def variance_at_16(config=VarianceRun()):
     """The choice nearest (in ratio) to the measured Var(x_16) with BN on the branch."""
-    measured = run_variance(config)["variance"][VARIANTS.index("branch"), 16]
+    measured = run_variance(config)["variance"][STREAMS.index("branch"), 16]
     return min(VARIANCE_CHOICES, key=lambda name: abs(np.log(VARIANCE_CHOICES[name] / measured)))
 
 

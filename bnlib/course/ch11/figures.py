@@ -7,7 +7,7 @@ from matplotlib.figure import Figure
 
 from bnlib.course.ch11.explorers import COLORS
 from bnlib.course.ch11.renorm import GRID, cell, run_grid
-from bnlib.course.ch11.residual import VARIANTS, VarianceRun, run_variance
+from bnlib.course.ch11.residual import STREAMS, VarianceRun, run_variance
 from bnlib.course.ch11.sweep import SWEEP, run_sweep
 
 KIND_STYLES = {"branch": ("tab:red", "BN on the branch: x + BN(...)"),
@@ -24,23 +24,23 @@ def variance_figure(result=None):
     depth = np.arange(result["variance"].shape[1])
     figure = Figure(figsize=(8.4, 3.4), layout="constrained")
     left, right = figure.subplots(1, 2)
-    for row, variant in enumerate(VARIANTS):
+    for row, variant in enumerate(STREAMS):
         color, label = KIND_STYLES[variant]
         left.plot(depth, result["variance"][row], color=color, label=label)
-    v0 = result["variance"][VARIANTS.index("none"), 0]
+    v0 = result["variance"][STREAMS.index("none"), 0]
     left.plot(depth, depth + 1, "k:", linewidth=1, label="l + 1")
     left.plot(depth[:40], v0 * 2.0 ** depth[:40], "k--", linewidth=1, label="2^l Var(x_0)")
     left.set(yscale="log", ylim=(0.05, 1e6), xlabel="block l", title="Var(x_l) at initialization (train mode)")
     left.legend(fontsize=7, ncol=2)
     for variant in ("branch", "post", "none"):
         color, label = KIND_STYLES[variant]
-        right.plot(depth[1:], result["ratio"][VARIANTS.index(variant), 1:], color=color, label=label)
+        right.plot(depth[1:], result["ratio"][STREAMS.index(variant), 1:], color=color, label=label)
     right.plot(depth[1:], 1 / depth[1:], "k:", linewidth=1, label="1 / l")
     right.set(xscale="log", yscale="log", xlabel="block l", title="Var(branch of block l) / Var(its input)")
     right.legend(fontsize=7)
     for ax in (left, right):
         ax.grid(alpha=0.3)
-    return figure, {"depth": depth, "variants": VARIANTS, "variance": result["variance"], "ratio": result["ratio"],
+    return figure, {"depth": depth, "variants": STREAMS, "variance": result["variance"], "ratio": result["ratio"],
                     "config": VarianceRun()}
 
 

@@ -87,7 +87,7 @@ def training_batches(labels, batch_size, steps, composition, seed=0):
     raise ValueError(f"composition must be one of {COMPOSITIONS}, got {composition!r}")
 
 
-def test_batches(labels, batch_size, composition):
+def held_out_batches(labels, batch_size, composition):
     """The examples cut into batches of ``batch_size``: in order (iid), or one class each (sorted, each class's
     remainder dropped)."""
     if composition == "iid":
@@ -131,7 +131,7 @@ def train_one(norm, composition, batch_size, config):
     batches = training_batches(labels, batch_size, config.steps, composition, config.seed)
     losses = train_mlp(model, images, labels, batches, config.lr(batch_size), on_checkpoint=set_limits,
                        checkpoints=range(config.steps) if renorms else ())
-    held_out = test_batches(test_labels[:config.train_mode_examples], batch_size, composition)
+    held_out = held_out_batches(test_labels[:config.train_mode_examples], batch_size, composition)
     seen = torch.cat(held_out)  # the test images the train-mode batches hold, for eval mode on the same ones
     eval_mode = evaluate(model, test_images, test_labels)[1]
     eval_seen = evaluate(model, test_images[seen], test_labels[seen])[1]

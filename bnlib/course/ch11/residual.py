@@ -119,7 +119,7 @@ class VarianceRun(Config):
     seed: int = 0
 
 
-VARIANTS = KINDS + ("zero gamma",)  # "zero gamma": "branch" with zero_init_last_bn
+STREAMS = KINDS + ("zero gamma",)  # "zero gamma": "branch" with zero_init_last_bn
 
 
 def variance_net(variant, config):
@@ -131,14 +131,14 @@ def variance_net(variant, config):
 @experiment("ch11_variance", VarianceRun)
 @torch.no_grad()
 def run_variance(config):
-    """Per variant (rows, ``VARIANTS``) and depth l = 0..depth: ``variance``, the mean over units of the batch
+    """Per variant (rows, ``STREAMS``) and depth l = 0..depth: ``variance``, the mean over units of the batch
     variance of the stream x_l, and ``ratio``, Var(f_l) / Var(x_(l-1)) for block l (NaN at l = 0)."""
     images, _ = mnist(train=True)
     x0 = images[torch.randint(len(images), (config.examples,), generator=torch.Generator().manual_seed(config.seed))]
-    variance = np.empty((len(VARIANTS), config.depth + 1))
-    ratio = np.full((len(VARIANTS), config.depth + 1), np.nan)
+    variance = np.empty((len(STREAMS), config.depth + 1))
+    ratio = np.full((len(STREAMS), config.depth + 1), np.nan)
     with small_model_settings():
-        for row, variant in enumerate(VARIANTS):
+        for row, variant in enumerate(STREAMS):
             net = variance_net(variant, config).train()
             x = net.stem(x0)
             variance[row, 0] = x.var(0, unbiased=False).mean().item()
