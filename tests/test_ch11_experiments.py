@@ -94,6 +94,10 @@ def test_on_class_sorted_batches_bn_fails_in_eval_batch_renorm_closes_the_gap_an
     assert gn["eval"] > brn["eval"] + 0.25 and abs(gn["gap"]) < 0.005
 
 
+def test_on_small_class_sorted_batches_batch_renorms_own_gap_reopens_negative(grid):
+    assert renorm.cell(grid, "Batch Renorm", "sorted", 4)["gap"] < -0.05
+
+
 def test_groupnorms_train_mode_is_its_eval_mode(grid):
     gn = renorm.NORMS.index("GroupNorm")  # (up to an argmax flipped by rounding in batches of another size)
     assert np.abs(grid["train_mode"][gn] - grid["eval_some"][gn]).max() < 0.005
