@@ -56,7 +56,7 @@ def sweep_figure(result=None, lr=0.8, early=60):
         if variant.startswith("BN"):
             left.plot(np.arange(early), result["loss"][row, column, :early], color=color, label=variant)
             data[f"loss at lr {lr:g}"][variant] = result["loss"][row, column, :early]
-        right.plot(SWEEP.lrs, 100 * np.nan_to_num(result["accuracy"][row], nan=10.0), "o-", color=color, label=variant)
+        right.plot(SWEEP.lrs, 100 * np.nan_to_num(result["accuracy"][row], nan=0.1), "o-", color=color, label=variant)
         data["accuracy"][variant] = result["accuracy"][row]
     left.axhline(np.log(10), color="0.5", linewidth=0.8, linestyle=":", label="ln 10 (a uniform guess)")
     left.set(xlabel="step", ylabel="training loss", title=f"8 blocks, lr {lr:g}: the first {early} steps")
@@ -92,6 +92,7 @@ def renorm_figure(result=None):
     right.set(ylabel="train mode - eval (points)", title="the train-eval gap")
     for ax in (left, right):
         ax.set_xscale("log")
+        ax.minorticks_off()
         ax.set_xticks(GRID.batch_sizes, [str(m) for m in GRID.batch_sizes])
         ax.set_xlabel("batch size")
         ax.legend(fontsize=7)
