@@ -205,3 +205,88 @@ def test_predictions(capsys):
     refused(exercises.check_batch_two_prediction, "Batch Renorm", "batch of two")
     refused(exercises.check_batch_two_prediction, "groupnorm", "Answer with one of")
     assert np.isclose(exercises.VARIANCE_CHOICES["about 17"], 17)
+
+
+# Exercise 3: a SkipInit block
+
+class SkipInitBlock(nn.Module):
+    """Right: alpha as a 0-d parameter."""
+
+    def __init__(self, width):
+        super().__init__()
+        self.linear1, self.linear2 = nn.Linear(width, width), nn.Linear(width, width)
+        self.alpha = nn.Parameter(torch.tensor(0.0))
+
+    def forward(self, x):
+        return x + self.alpha * self.linear2(torch.relu(self.linear1(torch.relu(x))))
+
+
+class SkipInitShaped(nn.Module):
+    """Right: alpha of shape (1,), functional relu, the branch in its own method."""
+
+    def __init__(self, width):
+        super().__init__()
+        self.alpha = nn.Parameter(torch.zeros(1))
+        self.linear1 = nn.Linear(width, width)
+        self.linear2 = nn.Linear(width, width)
+
+    def branch(self, x):
+        return self.linear2(nn.functional.relu(self.linear1(nn.functional.relu(x))))
+
+    def forward(self, x):
+        return torch.addcmul(x, self.alpha, self.branch(x))
+
+
+class SkipInitNoBias(SkipInitBlock):
+    """Right: Linear layers without biases (the check gives biases only where there are some)."""
+
+    def __init__(self, width):
+        super().__init__(width)
+        self.linear1, self.linear2 = nn.Linear(width, width, bias=False), nn.Linear(width, width, bias=False)
+
+
+def skipinit_variant(forward=None, alpha=lambda: nn.Parameter(torch.tensor(0.0))):
+    class Variant(SkipInitBlock):
+        def __init__(self, width):
+            super().__init__(width)
+            del self.alpha
+            value = alpha()
+            if isinstance(value, nn.Parameter):
+                self.alpha = value
+            elif isinstance(value, torch.Tensor):
+                self.register_buffer("alpha", value)
+            else:
+                self.alpha = value
+
+        def forward(self, x):
+            return (forward or SkipInitBlock.forward)(self, x)
+
+    return Variant
+
+
+def test_skipinit_block(capsys):
+    check = exercises.check_skipinit_block
+    for right in (SkipInitBlock, SkipInitShaped, SkipInitNoBias):
+        check(right)
+        assert capsys.readouterr().out.startswith("Correct.")
+
+    def f(block, x, first_relu=True):
+        return block.linear2(torch.relu(block.linear1(torch.relu(x) if first_relu else x)))
+
+    refused(check, skipinit_variant(alpha=lambda: torch.tensor(0.0)), "nn.Parameter")
+    refused(check, skipinit_variant(alpha=lambda: 0.0), "scalar alpha")
+    refused(check, skipinit_variant(alpha=lambda: nn.Parameter(torch.tensor(1.0))), "starts at 0")
+    refused(check, skipinit_variant(lambda self, x: self.alpha * x + f(self, x)), "not the skip path")
+    refused(check, skipinit_variant(lambda self, x: x + f(self, self.alpha * x)), "not its input")
+    refused(check, skipinit_variant(lambda self, x: x + self.alpha * f(self, x, first_relu=False)), "starts with a ReLU")
+    refused(check, skipinit_variant(lambda self, x: x + self.alpha.detach() * f(self, x)), "receive a gradient")
+    # hostile answers
+    refused(check, None, "still None")
+    refused(check, stub, "not written yet")
+    refused(check, skipinit_variant(lambda self, x: x), "With alpha = 0.5")
+    refused(check, skipinit_variant(lambda self, x: torch.zeros_like(x)), "With alpha = 0 ")
+    refused(check, skipinit_variant(lambda self, x: x * float("nan")), "NaN")
+    refused(check, skipinit_variant(lambda self, x: x[:, :3]), "shape")
+    refused(check, skipinit_variant(lambda self, x: 1 / 0), "ZeroDivisionError")
+    refused(check, skipinit_variant(lambda self, x: x.add_(self.alpha * f(self, x))), "in place")
+    refused(check, lambda width: nn.Sequential(nn.ReLU(), nn.Linear(width, width)), "two nn.Linear")

@@ -9,7 +9,7 @@ from torch import nn
 
 from bnlib.course.ch11.renorm import GRID, run_grid
 from bnlib.course.ch11.residual import STREAMS, ResMLP, VarianceRun, run_variance, zero_init_last_bn
-from bnlib.course.checks import as_array, check, check_choice, check_close, not_yet, passed, run
+from bnlib.course.checks import as_array, call, check, check_choice, check_close, not_yet, passed, run
 
 # Exercise 1: Batch Renorm's training forward
 
@@ -156,7 +156,69 @@ def check_zero_init_last_bn(zero_init_last_bn_answer):
             "torch.no_grad()), and change nothing else.")
 
 
-# Exercise 3 (predict): the residual stream's variance at block 16
+# Exercise 3: a SkipInit block
+
+def _skipinit_reference(block, x, alpha, mistake=None):
+    """x + alpha f(x), f = linear2(relu(linear1(relu(x)))), with ``block``'s weights; ``mistake``: alpha on the skip
+    path ("skip"), alpha on the branch's input ("input"), no ReLU before linear1 ("no first relu")."""
+    def f(u):
+        return block.linear2(torch.relu(block.linear1(u if mistake == "no first relu" else torch.relu(u))))
+    with torch.no_grad():
+        if mistake == "skip":
+            return alpha * x + f(x)
+        if mistake == "input":
+            return x + f(alpha * x)
+        return x + alpha * f(x)
+
+
+SKIPINIT_MISTAKES = {
+    "skip": "alpha multiplies the branch, not the skip path: x + alpha f(x), the identity at alpha = 0.",
+    "input": "alpha scales the branch's output, x + alpha f(x), not its input, x + f(alpha x).",
+    "no first relu": "The branch starts with a ReLU: f(x) = linear2(relu(linear1(relu(x)))).",
+}
+
+
+@check
+def check_skipinit_block(skipinit_block):
+    """``SkipInitBlock(width)``: x + alpha linear2(relu(linear1(relu(x)))), alpha a learnable scalar, 0 at first."""
+    __tracebackhide__ = True  # noqa: F841
+    torch.manual_seed(7)
+    block = run(skipinit_block, 12, returns="a block")
+    if not isinstance(block, nn.Module) or not all(isinstance(getattr(block, name, None), nn.Linear)
+                                                    for name in ("linear1", "linear2")):
+        not_yet("SkipInitBlock(width) must be an nn.Module with two nn.Linear(width, width), linear1 and linear2.")
+    alpha = getattr(block, "alpha", None)
+    if not isinstance(alpha, torch.Tensor) or alpha.numel() != 1:
+        not_yet("Give the block one scalar alpha (block.alpha), a tensor.")
+    if not any(alpha is parameter for parameter in block.parameters()):
+        not_yet("alpha must be learnable, an nn.Parameter: a plain number or a buffer never trains, and every block "
+                "stays the identity for good.")
+    if alpha.item() != 0:
+        not_yet(f"alpha starts at 0 (SkipInit), not {alpha.item():g}: with alpha = 1 it is the plain residual block.")
+    x = torch.randn(16, 12)
+    with torch.no_grad():
+        for linear in (block.linear1, block.linear2):  # biases away from 0, so that every mistake shows
+            if linear.bias is not None:
+                linear.bias.uniform_(-0.5, 0.5)
+    for value in (0.0, 0.5):
+        with torch.no_grad():
+            alpha.fill_(value)
+        mistakes = [(lambda m=m: _skipinit_reference(block, x, value, m), hint)
+                    for m, hint in SKIPINIT_MISTAKES.items()]
+        check_close(call(block, x), _skipinit_reference(block, x, value), None,
+                    f"With alpha = {value:g} the block must return x + alpha f(x), f(x) = "
+                    f"linear2(relu(linear1(relu(x)))).", mistakes=mistakes, rtol=1e-5, atol=1e-6)
+    with torch.no_grad():
+        alpha.zero_()
+    block.zero_grad()
+    (block(x) * torch.linspace(-1, 1, 12)).sum().backward()
+    if alpha.grad is None or alpha.grad.abs().item() == 0:
+        not_yet("At alpha = 0, alpha must still receive a gradient: compute the output as x + alpha * f(x).")
+    passed("at alpha = 0 the block is the identity and only alpha gets a gradient at the first step; the branch "
+           "wakes up once alpha has moved.")
+
+
+# Exercise 4 (predict): the residual stream's variance at block 16
 
 VARIANCE_CHOICES = {"about 1": 1.0, "about 4": 4.0, "about 17": 17.0, "about 65,000": 65536.0}
 
@@ -176,7 +238,7 @@ def check_variance_prediction(prediction):
                  "Add up the variances: the stem hands on 1; what does each branch add, whatever its input's size?")
 
 
-# Exercise 4 (predict): the best norm at batch size 2
+# Exercise 5 (predict): the best norm at batch size 2
 
 def best_at_two(config=GRID):
     result = run_grid(config)
