@@ -1,6 +1,6 @@
 """The course around the library: one package per notebook, and what the chapters share.
 
-Each chapter ``chNN`` (one per notebook, ``ch01`` to ``ch10``) holds its experiments and figures, its
+Each chapter ``chNN`` (one per notebook, ``ch01`` to ``ch11``) holds its experiments and figures, its
 explorers (``explorers.py``) and the checks of its exercises (``exercises.py``). A chapter imports the shared
 modules below and the core library (``bnlib``), never another chapter and never a tool (``bnlib.figures``,
 ``bnlib.bench``); ``tests/test_layering.py`` reads the imports and says so.

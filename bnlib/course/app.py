@@ -27,12 +27,13 @@ from bnlib.course.ch07 import explorers as ch07
 from bnlib.course.ch08 import explorers as ch08
 from bnlib.course.ch09 import explorers as ch09
 from bnlib.course.ch10 import explorers as ch10
+from bnlib.course.ch11 import explorers as ch11
 from bnlib.course.explorer import figure_image
 
 CHAPTERS = {"01": "Input normalization", "02": "Internal covariate shift", "03": "Batch norm from scratch",
             "04": "Gamma and beta", "05": "Running statistics", "06": "The paper's MNIST experiment",
             "07": "Perils, and why it works", "08": "Convolutions and deployment", "09": "Across devices",
-            "10": "Batch norm and the optimizer"}
+            "10": "Batch norm and the optimizer", "11": "Residual networks and Batch Renorm"}
 FIRST = "06"
 
 
@@ -79,6 +80,8 @@ ITEMS = [
      ch09.devices_explorer),
     ("10", "Learning rate x weight decay: the weights' norm, the effective learning rate, the angle per step.",
      ch10.optimizer_explorer),
+    ("11", "Batch size and batch composition: batch norm, Batch Renorm and GroupNorm, in eval and in train mode.",
+     ch11.composition_explorer),
 ]
 
 

@@ -68,8 +68,12 @@ def sgd_step(parameters, velocities, lr, momentum=0.0):
         p.add_(update, alpha=-lr)
 
 
-def train_mlp(model, images, labels, batches, lr, on_checkpoint=None, checkpoints=(), progress=None, momentum=0.0):
+def train_mlp(model, images, labels, batches, lr, on_checkpoint=None, checkpoints=(), progress=None, momentum=0.0,
+              stop_if_diverged=False):
     """Plain SGD, w <- w - lr dL/dw, one step per entry of ``batches``; returns the loss per step.
+
+    With ``stop_if_diverged``, a step whose loss is NaN or inf ends the run there (no update from it): that loss
+    and those of the steps never taken are NaN. (A learning-rate sweep then pays little for the runs that blow up.)
 
     With ``momentum`` mu > 0, torch's heavy ball: v <- mu v + dL/dw, w <- w - lr v.
 
@@ -82,13 +86,15 @@ def train_mlp(model, images, labels, batches, lr, on_checkpoint=None, checkpoint
     checkpoints = set(checkpoints)
     parameters = [p for p in model.parameters() if p.requires_grad]
     velocities = [None] * len(parameters)
-    losses = np.empty(len(batches))
+    losses = np.full(len(batches), np.nan)
     model.train()
     with small_model_settings():
         for step, groups in enumerate(batches):
             if step in checkpoints:
                 on_checkpoint(step)
             loss = sum(nn.functional.cross_entropy(model(images[g]), labels[g]) for g in groups) / len(groups)
+            if stop_if_diverged and not torch.isfinite(loss):
+                return losses
             for p in parameters:
                 p.grad = None
             loss.backward()

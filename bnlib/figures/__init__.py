@@ -24,6 +24,7 @@ FIGURE_MODULES = [
     "bnlib.course.ch08.figures",
     "bnlib.course.ch09.devices", "bnlib.course.ch09.ghost",
     "bnlib.course.ch10.figures",
+    "bnlib.course.ch11.figures",
 ]
 SIGNIFICANT = 6
 
