@@ -82,3 +82,17 @@ def test_the_runs_split_over_two_processes_by_cost():
     parts = runs.shares(list(runs.EXPERIMENTS))
     assert len(parts) == 2 and sorted(sum(parts, [])) == sorted(runs.EXPERIMENTS)
     assert GRID.lr(2) == pytest.approx(1 / 32) and GRID.lr(60) == 0.1
+
+
+@pytest.mark.parametrize("layer", [lambda: torch.nn.BatchNorm1d(5, dtype=torch.float64),
+                                   lambda: BatchRenorm1d(5, r_max=3.0, d_max=5.0).double()], ids=["BN", "BRN"])
+def test_a_batch_of_two_passes_down_almost_no_gradient(layer):
+    """Notebook 11, section 4: in a batch of two x_hat is +-1 whatever x is, so the gradient below a batch norm or
+    a Batch Renorm layer is zero but for what eps leaves, against a batch of four's."""
+    norms = {}
+    for m in (2, 4):
+        generator = torch.Generator().manual_seed(m)
+        x = (torch.randn(m, 5, generator=generator, dtype=torch.float64) * 3).requires_grad_()
+        layer()(x).mul(torch.randn(m, 5, generator=generator, dtype=torch.float64)).sum().backward()
+        norms[m] = x.grad.norm().item()
+    assert norms[2] < 1e-3 * norms[4], norms
