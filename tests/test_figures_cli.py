@@ -61,3 +61,18 @@ def test_the_command_runs_as_a_module():
     """`python -m bnlib.figures --list`, as the README and the Makefile run it: the package has a __main__."""
     result = subprocess.run([sys.executable, "-m", "bnlib.figures", "--list"], capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.split() == list(figures.all_figures()), result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(figures.all_figures()))
+def test_every_figure_fits_a_notebook_cell(name):
+    """A figure wider than a JupyterLab cell (``MAX_WIDTH``, as the explorers) is shrunk to it, and its text with
+    it: every figure is drawn at most that wide, and nothing it draws sticks out of it."""
+    from bnlib.course.explorer import MAX_WIDTH
+
+    figure, _ = figures.all_figures()[name]()
+    width = figure.get_size_inches()[0]
+    assert width <= MAX_WIDTH, f"{name} is {width:g} in wide"
+    figure.draw_without_rendering()  # lays the figure out (constrained or tight layout) as saving it does
+    drawn = figure.get_tightbbox()  # in inches
+    assert drawn.x0 >= -0.01 and drawn.x1 <= width + 0.01, f"{name} draws from {drawn.x0:.2f} to {drawn.x1:.2f} in"

@@ -52,7 +52,7 @@ def figure_1():
     from bnlib.course.ch06.figures import figure1
     from bnlib.course.ch06.paper import findings
 
-    return figure_image(figure1(paper_run(), findings(paper_run()))[0], width=FIGURE_1_WIDTH)
+    return figure_image(figure1(paper_run(), findings(paper_run()), row=True)[0], width=FIGURE_1_WIDTH)
 
 
 # (chapter, caption, build): one line per figure or explorer, in the order they show.

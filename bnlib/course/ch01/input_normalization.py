@@ -197,8 +197,9 @@ def draw_contours(ax, X, y, weights=None, radius=2.0, levels=14):
 
 def ravine_vs_bowl(steps=50):
     """Gradient descent at lr = 1/lambda_max on raw and standardized features, and its loss gap over steps."""
-    figure = Figure(figsize=(13, 4.2), layout="constrained")
-    axes = figure.subplots(1, 3)
+    figure = Figure(figsize=(8.4, 7.4), layout="constrained")
+    grid = figure.add_gridspec(2, 2, height_ratios=(1.25, 1))
+    axes = [figure.add_subplot(grid[0, 0]), figure.add_subplot(grid[0, 1]), figure.add_subplot(grid[1, :])]
     data = {}
     for ax, normalize in zip(axes[:2], (False, True)):
         X, y = problem(normalize)
@@ -210,12 +211,12 @@ def ravine_vs_bowl(steps=50):
         axes[2].semilogy(np.maximum(gaps, 1e-300), label=NAMES[normalize])
         key = "standardized" if normalize else "raw"
         data[key] = {"weights": weights, "loss_gap": gaps, "optimum": optimum(X, y), **numbers}
-    axes[0].legend(loc="upper right", fontsize=8)
+    axes[0].legend(loc="upper right")
     axes[2].axhline(converged_gap(problem(True)[1]), color="0.5", linestyle="--", label="converged")
     top = max(entry["loss_gap"][0] for entry in data.values())
     axes[2].set(xlabel="step", ylabel="$L(w) - L(w^*)$", title="loss gap at lr = 1/$\\lambda_{max}$",
                 ylim=(1e-12, 10 * top))
-    axes[2].legend(fontsize=8)
+    axes[2].legend()
     return figure, data
 
 

@@ -57,17 +57,19 @@ def hidden_input_drift(bins=40):
     """The last hidden layer during training: a typical input u_j (output of the layer before) and a typical
     sigmoid input x_k, as percentile bands over the steps, and histograms of u_j at a few steps."""
     run = drift_run()
-    figure = Figure(figsize=(15, 4), layout="constrained")
-    u_ax, x_ax, histogram_ax = figure.subplots(1, 3)
+    figure = Figure(figsize=(8.4, 7), layout="constrained")
+    grid = figure.add_gridspec(2, 2)
+    u_ax, x_ax, histogram_ax = (figure.add_subplot(grid[0, 0]), figure.add_subplot(grid[0, 1]),
+                                figure.add_subplot(grid[1, :]))
     data = {"steps": run["steps"], "accuracy": run["accuracy"], "summary": drift_summary(run)}
-    titles = {"u": "layer 3's input $u_{%d}$ (layer 2's output)", "x": "sigmoid input $x_{%d}$ of layer 3"}
+    titles = {"u": "layer 3's input $u_{%d}$\n(layer 2's output)", "x": "sigmoid input $x_{%d}$\nof layer 3"}
     for ax, key in ((u_ax, "u"), (x_ax, "x")):
         unit = data["summary"][key]["typical_unit"]
         percentiles = layer3_percentiles(run)[key][:, :, unit]
-        percentile_bands(ax, run["steps"], *percentiles.T, label="median, with the 15th and 85th percentiles")
+        percentile_bands(ax, run["steps"], *percentiles.T, label="median, 15th-85th percentiles")
         ax.axvline(DRIFT_FROM, color="0.6", linestyle=":", linewidth=1)
         ax.set_title(titles[key] % unit)
-        ax.legend(fontsize=8)
+        ax.legend(loc="upper right")
         data[key] = {"unit": unit, "percentiles": dict(zip(drift.PERCENTILES, percentiles.T))}
     values = run["u_snapshots"][:, :, data["u"]["unit"]]
     edges = np.linspace(values.min(), values.max(), bins + 1)
@@ -75,8 +77,8 @@ def hidden_input_drift(bins=40):
     for step, count in zip(run["snapshot_steps"], counts):
         histogram_ax.stairs(count, edges, label=f"step {step}")
     histogram_ax.set(xlabel=f"$u_{{{data['u']['unit']}}}$", ylabel=f"probe examples (of {values.shape[1]})",
-                     title="its distribution at a few steps")
-    histogram_ax.legend(fontsize=8)
+                     title=f"the distribution of $u_{{{data['u']['unit']}}}$ at a few steps")
+    histogram_ax.legend()
     data["histogram"] = {"steps": run["snapshot_steps"], "edges": edges, "counts": counts}
     return figure, data
 
@@ -119,7 +121,7 @@ def bias_blowup(steps=100, lr=0.1):
     """The bias under the two gradients: running away with the mean detached, still with it attached."""
     runs = {"mean outside the gradient": train_bias(False, steps, lr),
             "mean inside the gradient": train_bias(True, steps, lr)}
-    figure = Figure(figsize=(11, 3.8), layout="constrained")
+    figure = Figure(figsize=(8.4, 3.8), layout="constrained")
     bias_ax, loss_ax = figure.subplots(1, 2)
     for (name, run), style in zip(runs.items(), ("-", "--")):
         bias_ax.plot(run["bias"], linestyle=style, label=name)
@@ -127,8 +129,8 @@ def bias_blowup(steps=100, lr=0.1):
     bias_ax.set(xlabel="step", ylabel="bias $b$", title="the bias before the normalization")
     loss_ax.set(xlabel="step", ylabel="loss", title="the loss does not move",
                 ylim=(0, 1.5 * max(run["loss"].max() for run in runs.values())))
-    bias_ax.legend(fontsize=8)
-    loss_ax.legend(fontsize=8)
+    bias_ax.legend()
+    loss_ax.legend()
     data = {name: {key: run[key] for key in ("bias", "loss", "gradient")} for name, run in runs.items()}
     return figure, data
 

@@ -68,7 +68,7 @@ def draw_coupling(number_line, curves_ax, result, curves, values=VALUES):
         number_line.plot(after[:1], [row], "o", color="C3", ms=7)
     number_line.set(yticks=(2, 1, 0), yticklabels=[name for name, *_ in rows], ylim=(-0.5, 2.6),
                     xlim=(values[0] - 0.5, values[-1] + 0.5), xlabel="value",
-                    title=f"batch of {len(result['x'])}: example 0 (red) moved; grey: the others before")
+                    title=f"batch of {len(result['x'])}: example 0 (red) moved\ngrey: the others before the move")
     number_line.grid(axis="x", alpha=0.3)
     curves_ax.cla()
     curves_ax.plot(values, curves, color="C0", linewidth=0.8, alpha=0.6)
@@ -79,7 +79,7 @@ def draw_coupling(number_line, curves_ax, result, curves, values=VALUES):
 
 def coupling_figure(batch_size=8, moved_to=4.0):
     """The figure of notebook 03: a batch of 8, example 0 moved to 4."""
-    figure = Figure(figsize=(11, 4.2), layout="constrained")
+    figure = Figure(figsize=(8.4, 4.2), layout="constrained")
     axes = figure.subplots(1, 2, width_ratios=(1.3, 1))
     result = coupling(batch_size, moved_to)
     draw_coupling(*axes, result, train_curves(batch_size))

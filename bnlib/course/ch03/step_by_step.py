@@ -23,9 +23,9 @@ def forward_stages_figure(size=512, gamma=2.0, beta=1.0, seed=0):
     out, cache = batch_norm_forward(x, np.array([gamma]), np.array([beta]))
     stages = {"x": ("input x", x), "centered": ("centered x - mu", cache.centered),
               "x_hat": ("normalized x_hat", cache.x_hat), "out": (f"y = {gamma:g} x_hat + {beta:g}", out)}
-    figure = Figure(figsize=(11, 2.8), layout="constrained")
+    figure = Figure(figsize=(8.4, 5.6), layout="constrained")
     data = {}
-    for ax, (name, (title, values)) in zip(figure.subplots(1, len(stages), sharey=True), stages.items()):
+    for ax, (name, (title, values)) in zip(figure.subplots(2, 2, sharey=True).ravel(), stages.items()):
         values = values.ravel()
         ax.hist(values, bins=30, color="C0")
         ax.axvline(values.mean(), color="C3")

@@ -120,7 +120,7 @@ def print_placement_summary(results):
 def placement_figure(config=CONFIG):
     """Training loss (smoothed) and test accuracy over steps, one panel pair per activation."""
     results = placement_experiment(config)
-    figure = Figure(figsize=(10, 6.5))
+    figure = Figure(figsize=(8.4, 7))
     axes = figure.subplots(2, len(ACTIVATIONS), squeeze=False)
     window = 25
     eval_steps = config.eval_every * np.arange(1, config.steps // config.eval_every + 1)
@@ -133,9 +133,9 @@ def placement_figure(config=CONFIG):
             accuracy = 100 * results[f"{activation}/{placement}/test_accuracy"]
             axes[1, column].errorbar(eval_steps, accuracy.mean(axis=0), yerr=accuracy.std(axis=0), color=color,
                                      marker="o", ms=3, capsize=2, label=f"BN {placement} {activation}")
-        axes[0, column].set(title=f"{activation}: training loss (mean of seeds, {window}-step average)",
+        axes[0, column].set(title=f"{activation}: training loss\n(mean of seeds, {window}-step average)",
                             xlabel="step", ylabel="cross-entropy", yscale="log")
-        axes[1, column].set(title=f"{activation}: test accuracy (mean +/- std of seeds)", xlabel="step",
+        axes[1, column].set(title=f"{activation}: test accuracy\n(mean +/- std of seeds)", xlabel="step",
                             ylabel="accuracy (%)", ylim=(80, 100))
         for ax in axes[:, column]:
             ax.legend()

@@ -149,8 +149,10 @@ def ema_weights_and_lag(steps=120):
     """Three panels: the weights m (1 - m)^k, the initial bias from 0, the lag behind a drift."""
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(13, 3.8), layout="constrained")
-    weights_ax, bias_ax, lag_ax = figure.subplots(1, 3)
+    figure = Figure(figsize=(8.4, 7), layout="constrained")
+    grid = figure.add_gridspec(2, 2)
+    weights_ax, bias_ax, lag_ax = (figure.add_subplot(grid[0, 0]), figure.add_subplot(grid[0, 1]),
+                                   figure.add_subplot(grid[1, :]))
     data = {"weights": {}, "initial_bias": {}, "window_share": {}}
     ages = np.arange(steps)
     for momentum in WEIGHT_MOMENTA:
@@ -166,11 +168,11 @@ def ema_weights_and_lag(steps=120):
         data["window_share"][str(momentum)] = share
         data["initial_bias"][str(momentum)] = 1 - replay_ema(np.ones(steps), momentum, 0.0)
     weights_ax.set(xlabel="batches back, k", ylabel="weight m (1 - m)^k", title="(a) weight of past batches")
-    weights_ax.legend(fontsize=8)
+    weights_ax.legend()
     bias_ax.axhline(1, color="black", linewidth=1)
     bias_ax.set(xlabel="training step", ylabel="running mean", ylim=(0, 1.1),
-                title="(b) initial bias: true mean 1, start 0")
-    bias_ax.legend(fontsize=8)
+                title="(b) initial bias:\ntrue mean 1, start 0")
+    bias_ax.legend()
     result = track(0.1, steps=steps, drift=0.02, noise=0.0, start=1.0)
     lag_ax.plot(result["true"], color="black", label="population statistic (drift 0.02 / step)")
     lag_ax.plot(result["ema"], label="EMA, m = 0.1, from 0")
@@ -179,7 +181,7 @@ def ema_weights_and_lag(steps=120):
                     arrowprops={"arrowstyle": "<->"})
     lag_ax.text(at - result["lag"] / 2, result["ema"][at] - 0.3, f"lag {result['lag']:.1f} steps", ha="center")
     lag_ax.set(xlabel="training step", ylabel="statistic", title="(c) lag (1 - m)/m behind a drift")
-    lag_ax.legend(fontsize=8, loc="lower right")
+    lag_ax.legend(loc="lower right")
     data.update(lag_measured=result["lag"], lag_theory=result["lag_theory"], momenta=list(WEIGHT_MOMENTA))
     return figure, data
 

@@ -190,18 +190,18 @@ def train_vs_eval(index=0, companions=7, draws=12):
     test_images, test_labels = mnist(train=False)
     train_probs, eval_probs = probabilities_with_companions(model_from_run(run), test_images, index, companions, draws)
     label = int(test_labels[index])
-    figure = Figure(figsize=(11, 3.8), layout="constrained")
+    figure = Figure(figsize=(8.4, 4.2), layout="constrained")
     sizes_ax, example_ax = figure.subplots(1, 2)
     sizes_ax.semilogx(run["forgotten_batch_sizes"], 100 * run["forgotten_accuracy"], "o-", base=2,
                       label="model.eval() forgotten (train mode)")
     sizes_ax.axhline(100 * float(run["eval_accuracy"]), color="black", linestyle="--", label="eval mode")
-    sizes_ax.set(xlabel="test batch size", ylabel="test accuracy (%)", title="(a) the forgotten model.eval()")
+    sizes_ax.set(xlabel="test batch size", ylabel="test accuracy (%)", title="(a) the forgotten\nmodel.eval()")
     sizes_ax.legend()
     draw_numbers = np.arange(1, draws + 1)
     example_ax.plot(draw_numbers, train_probs[:, label], "o-", label="train mode")
     example_ax.plot(draw_numbers, eval_probs[:, label], "s--", color="black", label="eval mode")
     example_ax.set(xlabel=f"draw of {companions} batch companions", ylabel=f"P(true class {label})", ylim=(-0.05, 1.05),
-                   title=f"(b) test example {index}, same input every time")
+                   title=f"(b) test example {index},\nsame input every time")
     example_ax.legend()
     data = {"batch_sizes": run["forgotten_batch_sizes"], "forgotten_accuracy": run["forgotten_accuracy"],
             "eval_accuracy": run["eval_accuracy"], "example": index, "label": label,

@@ -192,19 +192,19 @@ def composition_figure():
     """Accuracy in train mode and in eval mode, and the statistic gap, for the four ways of batching."""
     rows = train_eval_gaps()
     names = list(rows)
-    figure = Figure(figsize=(10, 3.8))
-    left, right = figure.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2]})
+    figure = Figure(figsize=(8.4, 6.6))
+    left, right = figure.subplots(2, 1, gridspec_kw={"height_ratios": [3, 2]})
     x = np.arange(len(names))
     for offset, mode, label in ((-0.2, "train_mode", "train mode (batches as in training)"),
                                 (0.2, "eval_mode", "eval mode (running statistics)")):
         bars = left.bar(x + offset, [100 * rows[n][mode] for n in names], 0.4, label=label)
-        left.bar_label(bars, fmt="%.0f", fontsize=8)
+        left.bar_label(bars, fmt="%.0f")
     left.set(xticks=x, ylim=(0, 125), ylabel="held-out accuracy (%)", title="Same network, two modes")
-    left.set_xticklabels(names, fontsize=8)
-    left.legend(fontsize=8, loc="upper left", ncol=2)
+    left.set_xticklabels(names)
+    left.legend(loc="upper left", ncol=2)
     right.bar(x, [rows[n]["gap"] for n in names], color="C2")
     right.set(xticks=x, ylabel=r"mean $|\mu_B - \mu_{run}| / \sigma_{run}$", title="Batch vs running mean, layer 1")
-    right.set_xticklabels(names, fontsize=8, rotation=20)
+    right.set_xticklabels(names)
     figure.tight_layout()
     return figure, rows
 

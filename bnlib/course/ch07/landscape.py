@@ -281,8 +281,8 @@ def loss_landscape(config):
 def noisy_figure():
     """Test accuracy over training (left) and, per network, one unit's input: batch mean +- batch std."""
     result, config = noisy_batch_norm(), NOISY_CONFIG
-    figure = Figure(figsize=(13, 3.4))
-    left, *bands = figure.subplots(1, 4, gridspec_kw={"width_ratios": [1.4, 1, 1, 1]})
+    figure = Figure(figsize=(8.4, 6.4))
+    left, *bands = figure.subplots(2, 2).ravel()
     data = {"checkpoints": result["checkpoints"]}
     for k, (variant, ax) in enumerate(zip(config.variants, bands)):
         mean, std = result["input_mean"][k][:, 0], result["input_std"][k][:, 0]
@@ -292,9 +292,10 @@ def noisy_figure():
         movement = distribution_movement(result["input_mean"][k], result["input_std"][k])
         ax.set(ylim=(-3.5, 3.5), xlabel="training step", title=f"{variant}: movement {movement:.2f}")
         data[variant] = {"test_accuracy": result["test_accuracy"][k], "movement": movement}
-    bands[0].set_ylabel("last ReLU's input, unit 0\n(batch mean ± batch std)")
+    for ax in bands:
+        ax.set_ylabel("last ReLU's input, unit 0\n(batch mean ± batch std)")
     left.set(xlabel="training step", ylabel="test accuracy (%)", ylim=(80, 100), title="Accuracy")
-    left.legend(fontsize=8)
+    left.legend()
     figure.tight_layout()
     return figure, data
 
@@ -302,19 +303,20 @@ def noisy_figure():
 def landscape_figure():
     """Loss range and gradient change along the gradient, over training, with and without BN."""
     result, config = loss_landscape(), LANDSCAPE_CONFIG
-    figure = Figure(figsize=(14, 3.6))
-    axes = figure.subplots(1, 3)
-    labels = (r"loss range $\max_s L(w - s g) - \min_s L(w - s g)$",
-              r"gradient change $\max_s \|\nabla L(w - s g) - \nabla L(w)\|$",
-              r"per distance $\max_s \|\nabla L(w - s g) - \nabla L(w)\| / \|s g\|$")
+    figure = Figure(figsize=(8.4, 7))
+    grid = figure.add_gridspec(2, 2)
+    axes = [figure.add_subplot(grid[0, 0]), figure.add_subplot(grid[0, 1]), figure.add_subplot(grid[1, :])]
+    labels = (("loss range", r"$\max_s L(w - s g) - \min_s L(w - s g)$"),
+              ("gradient change", r"$\max_s \|\nabla L(w - s g) - \nabla L(w)\|$"),
+              ("gradient change per distance", r"$\max_s \|\nabla L(w - s g) - \nabla L(w)\| / \|s g\|$"))
     keys = ("loss_range", "gradient_change", "effective_smoothness")
     for key, ax, label in zip(keys, axes, labels):
         for k, norm in enumerate(config.norms):
             ax.semilogy(result["checkpoints"], result[key][k], "o-", ms=3, label="with BN" if norm == "batch" else "no BN")
-        ax.set(xlabel="training step", ylabel=label)
-        ax.legend(fontsize=8)
+        ax.set(xlabel="training step", ylabel=label[0], title=label[1])
+        ax.legend()
     multipliers = ", ".join(f"{k:g}" for k in config.step_multipliers)
-    figure.suptitle(f"Along the gradient g of a batch: step sizes s = {multipliers} x lr (lr = {config.lr:g})")
+    figure.suptitle(f"Along the gradient g of a batch:\nstep sizes s = {multipliers} x lr (lr = {config.lr:g})")
     figure.tight_layout()
     return figure, {key: result[key] for key in ("checkpoints", *keys, "gradient_norm")}
 
@@ -324,7 +326,7 @@ def shift_figure():
     the probed steps of the cosine between G and G' (left) and of ||G - G'|| (right)."""
     result, config = internal_covariate_shift(), SHIFT_CONFIG
     layers = np.arange(2, result["cosine"].shape[2] + 2)
-    figure = Figure(figsize=(10, 3.6))
+    figure = Figure(figsize=(8.4, 4.2))
     data = {"layers": layers}
     for ax, key, label in zip(figure.subplots(1, 2), ("cosine", "l2"),
                               (r"$\cos(G_i, G'_i)$ (1: no shift)", r"$\|G_i - G'_i\|$ (0: no shift)")):
@@ -334,10 +336,10 @@ def shift_figure():
             ax.errorbar(layers + 0.1 * (2 * k - 1), median, yerr=(median - low, high - median), fmt="o", capsize=4,
                         label=f"{name} (median, quartiles)")
             data.setdefault(name, {})[key] = median
-        ax.set(xticks=layers, xticklabels=[f"layer {i}" + (" (output)" if i == layers[-1] else "") for i in layers],
+        ax.set(xticks=layers, xticklabels=[f"layer {i}" + ("\n(output)" if i == layers[-1] else "") for i in layers],
                ylabel=label)
-        ax.legend(fontsize=8)
-    figure.suptitle(f"Gradient change of layer i when layers 1..i-1 take their step (every {config.probe_every} "
+    figure.axes[0].legend(loc="lower left")  # one legend for both panels: on the right it would hide a bar
+    figure.suptitle(f"Gradient change of layer i when layers 1..i-1 take their step\n(every {config.probe_every} "
                     f"of {config.steps} steps, lr {config.lr:g})")
     figure.tight_layout()
     return figure, data

@@ -79,8 +79,8 @@ def shared_cells(norm, examples, units, groups, at=(0, 0)):
 
 def alternatives_figure(examples=6, units=12, groups=3):
     """Which activations share a statistic (left three panels) and test accuracy at batch 2 (right)."""
-    figure = Figure(figsize=(12, 3.2))
-    axes = figure.subplots(1, 4, gridspec_kw={"width_ratios": [1, 1, 1, 1.2]})
+    figure = Figure(figsize=(8.4, 5.6))
+    axes = figure.subplots(2, 2).ravel()
     for ax, norm in zip(axes, AXES):
         cells = shared_cells(norm, examples, units, groups)
         for (n, c), shared in np.ndenumerate(cells):

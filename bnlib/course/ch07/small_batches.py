@@ -171,14 +171,15 @@ def noise_figure():
     noise = batch_statistic_noise()
     sizes = noise["batch_sizes"]
     averaged = {key: noise[key].mean(1) for key in ("mean_std", "mean_theory", "var_std", "var_theory")}  # over units
-    figure = Figure(figsize=(9, 3.6))
-    for ax, stat, label in zip(figure.subplots(1, 2), ("mean", "var"), ("batch mean", "batch variance")):
+    figure = Figure(figsize=(8.4, 3.8))
+    for ax, stat, label, corner in zip(figure.subplots(1, 2), ("mean", "var"), ("batch mean", "batch variance"),
+                                       ("lower left", "upper right")):
         measured, theory = averaged[f"{stat}_std"], averaged[f"{stat}_theory"]
         ax.loglog(sizes, measured, "o", label="measured (2,000 batches)")
         ax.loglog(sizes, theory, "-", label="theory")
         ax.loglog(sizes, measured[0] * np.sqrt(sizes[0] / sizes), ":", color="gray", label=r"$\propto 1/\sqrt{m}$")
         ax.set(xlabel="batch size m", ylabel=f"std of the {label}", title=f"Noise of the {label}")
-        ax.legend(fontsize=8)
+        ax.legend(loc=corner)  # the corner the falling lines leave empty
     figure.suptitle(f"Averaged over {noise['mean_std'].shape[1]} units of a real hidden layer on MNIST")
     figure.tight_layout()
     data = {"batch_sizes": sizes, **averaged, "mean_slope": loglog_slope(sizes, averaged["mean_std"]),

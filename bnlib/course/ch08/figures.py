@@ -14,14 +14,20 @@ VERSIONS = ("baseline", "batch norm")
 def sweep_figure(sweep=None):
     """Test accuracy over training at each learning rate, without and with BN."""
     sweep = lr_sweep() if sweep is None else sweep
-    figure = Figure(figsize=(11, 2.8), layout="constrained")
-    axes = figure.subplots(1, len(sweep["lrs"]), sharey=True)
+    columns = 3
+    rows = -(-len(sweep["lrs"]) // columns)
+    figure = Figure(figsize=(8.4, 2.7 * rows), layout="constrained")
+    axes = figure.subplots(rows, columns, sharey=True, squeeze=False).ravel()
+    for ax in axes[len(sweep["lrs"]):]:
+        ax.remove()  # an empty cell: figure.axes holds one panel per learning rate
+    axes = axes[:len(sweep["lrs"])]
     for i, (ax, lr) in enumerate(zip(axes, sweep["lrs"])):
         for v, version in enumerate(VERSIONS):
             ax.plot(sweep["steps"], sweep["accuracy"][v, i], color=COLORS[version], label=LABELS[version])
         ax.set(title=f"learning rate {lr:g}", xlabel="step", ylim=(0, 1))
-    axes[0].set_ylabel("test accuracy")
-    axes[0].legend(fontsize=8, loc="lower right")
+    for ax in axes[::columns]:
+        ax.set_ylabel("test accuracy")
+    axes[0].legend(loc="lower right")
     return figure, {"lrs": sweep["lrs"], "steps": sweep["steps"], "accuracy": sweep["accuracy"]}
 
 

@@ -136,22 +136,21 @@ def device_figure():
     """Normalization error of the running statistics and test accuracy against the skew of the shards."""
     grid = device_grid()
     skews, devices = grid["skews"], grid["devices"]
-    figure = Figure(figsize=(10, 3.8))
-    left, right = figure.subplots(1, 2)
+    figure = Figure(figsize=(8.4, 7))
+    left, right = figure.subplots(2, 1)
     colors = [f"C{i}" for i in range(len(devices))]
     for k, color, error, accuracy in zip(devices, colors, grid["error"].mean(2), grid["accuracy"]):
         left.plot(skews, error, "o-", color=color, label=f"per device, {k} devices")
         right.plot(skews, 100 * accuracy, "o-", color=color, label=f"per device, {k} devices")
     left.axhline(grid["sync_error"].mean(), color="black", linestyle="--", label="synchronized (any split)")
     right.axhline(100 * grid["sync_accuracy"], color="black", linestyle="--", label="synchronized (any split)")
-    left.set(ylabel="normalization error (mean over units, layers)", title="Running statistics as saved (rank 0's)")
-    right.set(ylabel="test accuracy, eval mode (%)", title="Accuracy with those statistics")
+    left.set(ylabel="normalization error\n(mean over units, layers)", title="Running statistics as saved (rank 0's)")
+    right.set(ylabel="test accuracy,\neval mode (%)", title="Accuracy with those statistics")
     for ax in (left, right):
         ax.set_xlabel("skew of the shards (0: iid, 1: sorted by class)")
         ax.set_xticks(skews)
-    left.legend(fontsize=7)
-    figure.suptitle(f"Paper MLP on MNIST, global batch {RUN.batch_size} split between devices, "
-                    f"{RUN.steps} steps", fontsize=10)
+    left.legend()
+    figure.suptitle(f"Paper MLP on MNIST, global batch {RUN.batch_size} split between devices, {RUN.steps} steps")
     figure.tight_layout()
     data = {key: grid[key] for key in ("devices", "skews", "accuracy", "population_accuracy", "sync_accuracy",
                                        "sync_population_accuracy", "classes_per_device")}

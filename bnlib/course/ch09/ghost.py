@@ -132,7 +132,7 @@ def ghost_figure():
     """Training loss and test accuracy against the ghost batch size, one gradient batch size, per seed."""
     result, config = ghost_experiment(), GHOST_CONFIG
     sizes = result["ghost_sizes"]
-    figure = Figure(figsize=(9, 3.4))
+    figure = Figure(figsize=(8.4, 4))
     left, right = figure.subplots(1, 2)
     for index, seed in enumerate(result["seeds"]):
         left.plot(sizes, result["train_loss"][index], "o-", color=f"C{index}", label=f"seed {seed}")
@@ -144,9 +144,9 @@ def ghost_figure():
         ax.set_xticks(sizes, [str(g) for g in sizes])
         ax.minorticks_off()
         ax.set_xlabel("ghost batch size (statistics)")
-        ax.legend(fontsize=8)
+        ax.legend()
     figure.suptitle(f"gradient over batches of {config.batch_size}, {config.steps} steps on "
-                    f"{config.examples:,} training images", fontsize=10)
+                    f"{config.examples:,} training images")
     figure.tight_layout()
     return figure, {key: result[key] for key in ("ghost_sizes", "seeds", "train_loss", "train_accuracy", "test_loss",
                                                  "test_accuracy")}

@@ -24,8 +24,8 @@ def norm_growth_figure(result=None):
     """Without weight decay: ||W||^2 measured and predicted (lr 0.1), and lr / ||W||^2 at every lr."""
     result = run_grid() if result is None else result
     steps = np.arange(len(result["norm2"]))
-    figure = Figure(figsize=(10, 3.6), layout="constrained")
-    left, right = figure.subplots(1, 2)
+    figure = Figure(figsize=(8.4, 7), layout="constrained")
+    left, right = figure.subplots(2, 1)
     runs = no_decay_runs(result)
     growth = norm_growth(result, runs[0])
     data = {"steps": steps[::50], "lr": [float(result["lr"][i]) for i in runs], "layers": {}}
@@ -36,7 +36,7 @@ def norm_growth_figure(result=None):
                                      "predicted": growth["predicted"][::50, layer]}
     left.plot([], [], color="black", linestyle=":", label=r"$\|W_0\|^2 + lr^2 \sum_s \|g_s\|^2$")
     left.set(title=f"||W||^2, plain SGD at lr {result['lr'][runs[0]]:g}, no weight decay", xlabel="step")
-    left.legend(fontsize=8)
+    left.legend()
     for i, style in zip(runs, ("-", "--", ":")):
         effective = norm_growth(result, i)["effective_lr"]
         for layer, color in enumerate(LAYER_COLORS):
@@ -44,7 +44,7 @@ def norm_growth_figure(result=None):
                        label=f"lr {result['lr'][i]:g}" if layer == 0 else None)
         data[f"effective_lr {result['lr'][i]:g}"] = effective[::50]
     right.set(yscale="log", title="effective learning rate lr / ||W||^2 (colours: layers)", xlabel="step")
-    right.legend(fontsize=8)
+    right.legend()
     for ax in (left, right):
         ax.xaxis.set_major_formatter(STEP_TICKS)
         ax.grid(alpha=0.3)
@@ -56,8 +56,8 @@ def angle_figure(result=None):
     over the last 500 steps over the prediction, per run and layer."""
     result = run_grid() if result is None else result
     steps = np.arange(len(result["angle"])) + 1
-    figure = Figure(figsize=(10, 3.8), layout="constrained")
-    left, right = figure.subplots(1, 2, width_ratios=(1.2, 1))
+    figure = Figure(figsize=(8.4, 8.4), layout="constrained")
+    left, right = figure.subplots(2, 1, height_ratios=(1.2, 1))
     runs = decay_runs(result)
     summaries = [angle_summary(result, i) for i in runs]
     for position, (i, summary) in enumerate(zip(runs, summaries)):
@@ -72,15 +72,15 @@ def angle_figure(result=None):
                        label=f"layer {layer + 1}" if position == 0 else None)
     left.set(yscale="log", xlabel="step", title="layer 1: RMS angle per step (last 200 steps); dotted: prediction")
     left.xaxis.set_major_formatter(STEP_TICKS)
-    left.legend(fontsize=7, ncol=2)
+    left.legend(loc="upper left", bbox_to_anchor=(1.01, 1))  # beside the curves, not over them
     right.axhspan(0.9, 1.1, color="0.9")
     right.axhline(1.0, color="black", linewidth=0.8)
     labels = [f"{s['lr']:g}/{s['wd']:g}" + ("/mu" if s["momentum"] else "") + ("" if reached(s) else "*")
               for s in summaries]
-    right.set_xticks(range(len(runs)), labels, rotation=60, fontsize=7)
+    right.set_xticks(range(len(runs)), labels, rotation=60)
     right.set(ylabel="RMS angle, last 500 steps / prediction", xlabel="lr / wd (*: (1 - mu) / (2 lr wd) > 500 steps)",
               title="measured over predicted")
-    right.legend(fontsize=8)
+    right.legend()
     for ax in (left, right):
         ax.grid(alpha=0.3)
     return figure, {"runs": labels, "predicted": [s["predicted"] for s in summaries],
@@ -105,8 +105,8 @@ def equivalence_figure(result=None, config=EquivalenceRun()):
             ax.plot(result["checkpoints"], values, "o-", label=label)
             series[label] = result["hidden"][case_index, j]
     ax.set(xscale="log", yscale="log", xlabel="step", ylabel=r"$\|W_B/\sqrt{c} - W_A\| \,/\, \|W_A\|$",
-           title="run B: (c lr, wd / c) from sqrt(c) W0, against run A: (lr, wd) from W0 (largest over the layers)")
-    ax.legend(fontsize=8)
+           title="run B: (c lr, wd / c) from sqrt(c) W0, against run A: (lr, wd) from W0\n(largest over the layers)")
+    ax.legend()
     ax.grid(alpha=0.3)
     return figure, {"checkpoints": result["checkpoints"], **series}
 
@@ -116,8 +116,9 @@ def initialization_figure(result=None, config=InitSweep()):
     all against k, the multiple of He's scale."""
     result = run_init_sweep(config) if result is None else result
     scales = np.array(config.scales)
-    figure = Figure(figsize=(11, 3.4), layout="constrained")
-    axes = figure.subplots(1, 3)
+    figure = Figure(figsize=(8.4, 7.4), layout="constrained")
+    grid = figure.add_gridspec(2, 2)
+    axes = [figure.add_subplot(grid[0, 0]), figure.add_subplot(grid[0, 1]), figure.add_subplot(grid[1, :])]
     for family, (name, style) in enumerate(zip(FAMILIES, ("--", "-", ":"))):
         for layer, color in enumerate(LAYER_COLORS):
             if family < 2:  # the third family's forward pass is the second's up to the last layer
@@ -132,7 +133,7 @@ def initialization_figure(result=None, config=InitSweep()):
     for ax in axes:
         ax.set(xscale="log", xlabel="k (weights ~ N(0, (k sqrt(2/fan_in))^2))")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend()
     axes[0].set_yscale("log")
     axes[1].set_yscale("log")
     return figure, {"scales": scales, "families": FAMILIES, "activation_std": result["activation_std"],
