@@ -74,6 +74,26 @@ def test_a_composition_is_not_one_layer():
     refused(lambda answer: checks.one_layer(answer, nn.Conv2d, "the folded conv"), nn.Conv1d(1, 1, 1), "Conv2d")
 
 
+def test_a_fold_runs_on_copies_returns_one_layer_and_hears_of_a_missing_bias():
+    linear, bn = nn.Linear(2, 2, bias=False).eval(), nn.BatchNorm1d(2).eval()
+    fold = lambda what: (lambda answer: checks.folded_layer(answer, linear, bn, nn.Linear, what))  # noqa: E731
+    assert type(fold("the Linear")(lambda linear, bn: nn.Linear(2, 2))) is nn.Linear
+    refused(fold("the Linear"), lambda linear, bn: nn.Sequential(linear, bn), "not Sequential")
+    refused(fold("the Linear"), lambda linear, bn: linear.bias * 2, "raised TypeError", "its .bias is None")
+    refused(fold("the Linear"), lambda linear, bn: (linear.weight.data.zero_(), linear)[1], "argument 1 (Linear)")
+    refused(fold("the Linear"), nn.Linear(2, 2), "Pass your function itself")
+    assert linear.weight.abs().sum() > 0
+
+
+def test_a_float32_layer_runs_in_its_dtype_and_gets_the_precision_hint():
+    layer, x = nn.Linear(3, 2).double(), torch.randn(4, 3, dtype=torch.float64)
+    with torch.no_grad():
+        expected = layer(x).numpy()
+    assert checks.close(checks.layer_output(layer, x), expected)
+    refused(lambda answer: checks.check_close(checks.layer_output(answer, x), expected, "", "the formula"),
+            layer.float(), "float32")
+
+
 def test_an_exception_the_answer_provokes_in_a_check_is_a_hint():
     @checks.check
     def check_weight(module):

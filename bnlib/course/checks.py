@@ -13,7 +13,9 @@ What makes a check trustworthy is shared here, so that every check gets it:
   is refused by name, and cannot spoil the reference the check computes. A result holding NaN or inf is
   refused (NaN never compares as close).
 - ``close`` and ``largest_difference`` compare arrays; NaN is never close and its difference is infinite.
-- ``one_layer`` refuses a composition (``nn.Sequential``, a function) where one layer of a kind was asked.
+- ``one_layer`` refuses a composition (``nn.Sequential``, a function) where one layer of a kind was asked;
+  ``folded_layer`` runs a fold of BN into the layer before it on copies and requires one such layer, and
+  ``layer_output`` runs a returned layer in its own dtype (a float32 layer gets the precision hint).
 - ``check_close`` judges an array answer: the expected value passes; a known mistake gets its hint; an answer
   right only to float32's precision gets a hint about precision, not about the formula.
 - ``@check`` turns an exception the learner's answer provokes inside the check (a module without a weight, a
@@ -234,6 +236,32 @@ def one_layer(answer, kind, what):
                 f"{type(answer).__name__} (a Sequential or a function computes the same thing in two steps, "
                 f"which is what folding removes).")
     return answer
+
+
+def folded_layer(fold, layer, bn, kind, what):
+    """``fold(layer, bn)``, the learner's fold of the eval-mode ``bn`` into the ``layer`` before it, run on
+    copies (an in-place edit of either is refused by name), as one module of class ``kind`` (``one_layer``);
+    ``what`` names it in the hints. A fold that trips over a layer without bias is told that its bias is None."""
+    __tracebackhide__ = True  # noqa: F841
+    if isinstance(fold, torch.nn.Module):
+        not_yet("Pass your function itself, not a layer it returned.")
+    try:
+        folded = run(fold, layer, bn, returns=what)
+    except NotYet as refusal:
+        if layer.bias is None and isinstance(refusal.__cause__, (TypeError, AttributeError)):
+            raise NotYet(f"{refusal} (The {type(layer).__name__} given here has no bias: its .bias is None, "
+                         "which counts as a bias of 0.)") from refusal.__cause__
+        raise
+    return one_layer(folded, kind, what)
+
+
+def layer_output(layer, x):
+    """``layer(x)`` without gradients as a float64 array (``call``), with ``x`` cast to the layer's own dtype: a
+    layer made in float32 then gets the precision hint from ``check_close``, not a dtype error."""
+    __tracebackhide__ = True  # noqa: F841
+    dtype = next((p.dtype for p in layer.parameters()), x.dtype)
+    with torch.no_grad():
+        return call(layer, x.to(dtype))
 
 
 def as_number(answer):
