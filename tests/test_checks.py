@@ -50,6 +50,15 @@ def test_tensors_and_modules_edited_in_place_are_refused_unless_allowed():
     assert layer.weight.abs().sum() == 0
 
 
+@pytest.mark.parametrize("edit", [lambda d: d["gamma"].__imul__(2), lambda d: d.update(momentum=0.5),
+                                  lambda d: d.pop("gamma"), lambda d: d["layers"][0].mul_(0)])
+def test_an_answer_that_edits_a_dict_it_is_given_is_refused(edit):
+    settings = {"gamma": np.ones(2), "momentum": 0.99, "layers": [torch.ones(2)]}
+    checks.call(lambda d: 1.0, settings)
+    refused(lambda f: checks.call(f, settings), lambda d: (edit(d), 1.0)[1], "changed its argument 1 (dict) in place")
+    assert settings["momentum"] == 0.99 and settings["gamma"].tolist() == [1.0, 1.0]
+
+
 def zero_the_weight(module):
     module.weight.data.zero_()
     return 1.0

@@ -91,11 +91,25 @@ def check(function):
     return checked
 
 
+class Items(dict):
+    """The snapshot of a dict: its keys and a snapshot of each item."""
+
+
+class Plain:
+    """The snapshot of a plain item of a dict (a number, a string): a copy, compared with ==."""
+
+    def __init__(self, value):
+        self.value = value
+
+
 def snapshot(value):
-    """A copy of ``value`` to compare with later: arrays, tensors and modules (their state), lists and tuples of
-    them, or None."""
+    """A copy of ``value`` to compare with later: arrays, tensors and modules (their state), lists, tuples and
+    dicts of them, or None."""
     if isinstance(value, (list, tuple)):
         return [snapshot(item) for item in value]
+    if isinstance(value, dict):  # its items' snapshots, or the items themselves (numbers, strings)
+        return Items({key: snapshot(item) if snapshot(item) is not None else Plain(copy.deepcopy(item))
+                      for key, item in value.items()})
     if isinstance(value, (np.ndarray, torch.Tensor)):
         return value.copy() if isinstance(value, np.ndarray) else value.detach().clone()
     if isinstance(value, torch.nn.Module):
@@ -109,6 +123,14 @@ def unchanged(value, before):
         return True
     if isinstance(before, list):
         return len(value) == len(before) and all(unchanged(item, old) for item, old in zip(value, before))
+    if isinstance(before, Items):
+        return (isinstance(value, dict) and value.keys() == before.keys()
+                and all(unchanged(value[key], old) for key, old in before.items()))
+    if isinstance(before, Plain):
+        try:
+            return bool(value == before.value)
+        except Exception:  # noqa: BLE001 (a value that cannot be compared counts as changed)
+            return False
     if isinstance(value, torch.nn.Module):
         state = value.state_dict()
         return state.keys() == before.keys() and all(torch.equal(state[k], before[k]) for k in before)
