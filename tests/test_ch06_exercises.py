@@ -3,26 +3,13 @@
 import numpy as np
 import pytest
 import torch
-from exercise_checks import refused, stub
+from exercise_checks import once, refused, stub
 
 from bnlib.course import drift
 from bnlib.course.ch06 import exercises
 from bnlib.running_stats import batch_norm_layers, recompute_population_statistics
 
 pytestmark = pytest.mark.slow  # the checks read the paper run and short runs (computed once, then cached)
-
-
-def once(read):
-    """``read``, remembering its result for each arguments."""
-    kept = {}
-
-    def remembered(*args, **kwargs):
-        key = repr((args, sorted(kwargs.items())))
-        if key not in kept:
-            kept[key] = read(*args, **kwargs)
-        return kept[key]
-
-    return remembered
 
 
 @pytest.fixture(autouse=True, scope="module")
