@@ -15,17 +15,52 @@ def standardize(x, axes, ddof=0, eps=EPS):
     return (x - x.mean(axes, keepdims=True)) / np.sqrt(x.var(axes, keepdims=True, ddof=ddof) + eps)
 
 
-def test_layer_norm_images(capsys):
-    exercises.check_layer_norm_images(lambda x: standardize(x, (1, 2, 3)))
+def layer_norm_by_reshape(x):
+    flat = x.reshape(len(x), -1)
+    return ((flat - flat.mean(1, keepdims=True)) / np.sqrt(flat.var(1, keepdims=True) + EPS)).reshape(x.shape)
+
+
+def layer_norm_in_torch(x):
+    return torch.nn.functional.layer_norm(torch.from_numpy(x), x.shape[1:], eps=EPS)
+
+
+def layer_norm_by_loop(x):
+    return np.stack([(example - example.mean()) / np.sqrt(example.var() + EPS) for example in x])
+
+
+@pytest.mark.parametrize("answer", [lambda x: standardize(x, (1, 2, 3)), layer_norm_by_reshape, layer_norm_in_torch,
+                                    layer_norm_by_loop])
+def test_layer_norm_images_accepts_every_correct_form(answer, capsys):
+    assert exercises.check_layer_norm_images(answer) is None
     assert capsys.readouterr().out.startswith("Correct.")
-    refused(exercises.check_layer_norm_images, None, "still None")
-    refused(exercises.check_layer_norm_images, stub, "not written yet")
-    refused(exercises.check_layer_norm_images, lambda x: standardize(x, (0, 2, 3)), "batch norm")
-    refused(exercises.check_layer_norm_images, lambda x: standardize(x, (2, 3)), "InstanceNorm")
-    refused(exercises.check_layer_norm_images, lambda x: standardize(x, 1), "over the channels only")
-    refused(exercises.check_layer_norm_images, lambda x: standardize(x, (1, 2, 3), ddof=1), "biased variance")
-    refused(exercises.check_layer_norm_images, lambda x: standardize(x, (1, 2, 3), eps=0), "add eps")
-    refused(exercises.check_layer_norm_images, lambda x: standardize(x, (1, 2, 3))[:, 0], "input's shape")
+
+
+def layer_norm_in_place(x):
+    x -= x.mean((1, 2, 3), keepdims=True)
+    x /= np.sqrt(x.var((1, 2, 3), keepdims=True) + EPS)
+    return x
+
+
+@pytest.mark.parametrize("answer, hint", [
+    (lambda x: standardize(x, (0, 2, 3)), "batch norm"),
+    (lambda x: standardize(x, (2, 3)), "InstanceNorm"),
+    (lambda x: standardize(x, 1), "over the channels only"),
+    (lambda x: standardize(x, (1, 2, 3), ddof=1), "biased variance"),
+    (lambda x: standardize(x, (1, 2, 3), eps=0), "add eps"),
+    (lambda x: standardize(x.astype(np.float32), (1, 2, 3)), "float32"),
+    (None, "still None"),
+    (stub, "not written yet"),
+    (lambda x: None, "returned None"),
+    (lambda x: x, "For each example"),
+    (lambda x: np.zeros_like(x), "For each example"),
+    (lambda x: standardize(x, (1, 2, 3)) * np.nan, "NaN"),
+    (lambda x: standardize(x, (1, 2, 3))[:, 0], "input's shape"),
+    (lambda x: standardize(x, (1, 2, 3, 4)), "raised AxisError"),
+    (layer_norm_in_place, "changed its argument 1 (ndarray) in place"),
+    (lambda x: "normalized", "return numbers"),
+])
+def test_layer_norm_images_refuses(answer, hint):
+    refused(exercises.check_layer_norm_images, answer, hint)
 
 
 def group_norm(x, groups, axes=(2, 3, 4), ddof=0):
@@ -33,20 +68,52 @@ def group_norm(x, groups, axes=(2, 3, 4), ddof=0):
     return standardize(x.reshape(n, groups, c // groups, h, w), axes, ddof).reshape(x.shape)
 
 
-def test_group_norm_images(capsys):
-    exercises.check_group_norm_images(group_norm)
+def group_norm_in_torch(x, groups):
+    return torch.nn.functional.group_norm(torch.from_numpy(x), groups, eps=EPS)
+
+
+def group_norm_by_loop(x, groups):
+    size = x.shape[1] // groups
+    parts = [standardize(x[:, g * size:(g + 1) * size], (1, 2, 3)) for g in range(groups)]
+    return np.concatenate(parts, axis=1)
+
+
+def group_norm_by_flattening(x, groups):
+    flat = x.reshape(len(x), groups, -1)
+    return ((flat - flat.mean(-1, keepdims=True)) / np.sqrt(flat.var(-1, keepdims=True) + EPS)).reshape(x.shape)
+
+
+@pytest.mark.parametrize("answer", [group_norm, group_norm_in_torch, group_norm_by_loop, group_norm_by_flattening])
+def test_group_norm_images_accepts_every_correct_form(answer, capsys):
+    assert exercises.check_group_norm_images(answer) is None
     assert capsys.readouterr().out.startswith("Correct.")
-    refused(exercises.check_group_norm_images, None, "still None")
-    refused(exercises.check_group_norm_images, stub, "not written yet")
-    refused(exercises.check_group_norm_images, lambda x, g: group_norm(x, g, axes=2), "AND every pixel")
-    strided = lambda x, g: standardize(  # noqa: E731
-        x.reshape(x.shape[0], x.shape[1] // g, g, *x.shape[2:]), (1, 3, 4)).reshape(x.shape)
-    refused(exercises.check_group_norm_images, strided, "consecutive channels")
-    refused(exercises.check_group_norm_images, lambda x, g: standardize(x, (1, 2, 3)), "LayerNorm")
-    refused(exercises.check_group_norm_images, lambda x, g: standardize(x, (2, 3)), "InstanceNorm")
-    refused(exercises.check_group_norm_images, lambda x, g: standardize(x, (0, 2, 3)), "batch norm")
-    refused(exercises.check_group_norm_images, lambda x, g: group_norm(x, g, ddof=1), "biased variance")
-    refused(exercises.check_group_norm_images, lambda x, g: group_norm(x, 3), "groups=2")
+
+
+def strided(x, g):
+    return standardize(x.reshape(x.shape[0], x.shape[1] // g, g, *x.shape[2:]), (1, 3, 4)).reshape(x.shape)
+
+
+@pytest.mark.parametrize("answer, hint", [
+    (lambda x, g: group_norm(x, g, axes=2), "AND every pixel"),
+    (strided, "consecutive channels"),
+    (lambda x, g: standardize(x, (1, 2, 3)), "LayerNorm"),
+    (lambda x, g: standardize(x, (2, 3)), "InstanceNorm"),
+    (lambda x, g: standardize(x, (0, 2, 3)), "batch norm"),
+    (lambda x, g: group_norm(x, g, ddof=1), "biased variance"),
+    (lambda x, g: group_norm(x, 3), "groups=2"),
+    (lambda x, g: group_norm(x.astype(np.float32), g), "float32"),
+    (None, "still None"),
+    (stub, "not written yet"),
+    (lambda x, g: None, "returned None"),
+    (lambda x, g: x, "Reshape to (N, G, C/G, H, W)"),
+    (lambda x, g: np.ones_like(x), "Reshape to (N, G, C/G, H, W)"),
+    (lambda x, g: group_norm(x, g) + np.inf, "NaN or inf"),
+    (lambda x, g: group_norm(x, g)[..., 0], "input's shape"),
+    (lambda x, g: group_norm(x, 4), "raised ValueError"),
+    (lambda x, g: (x.fill(0.0), group_norm(x + 1, g))[1], "changed its argument 1 (ndarray) in place"),
+])
+def test_group_norm_images_refuses(answer, hint):
+    refused(exercises.check_group_norm_images, answer, hint)
 
 
 def uniform(*shape):
@@ -63,20 +130,78 @@ class Noise(nn.Module):
     def forward(self, x_hat):
         return self.noisy(x_hat) if self.training else x_hat
 
+    def centres(self, units):
+        return torch.exp(uniform(units) * np.log(self.scale)), uniform(units) * self.shift
+
     def noisy(self, x_hat):
         n, units = x_hat.shape
-        s, b = torch.exp(uniform(units) * np.log(self.scale)), uniform(units) * self.shift
+        s, b = self.centres(units)
         return s * (1 + self.spread * uniform(n, units)) * x_hat + b + self.spread * uniform(n, units)
+
+
+class ByDistributions(Noise):
+    """torch.distributions, offsets drawn before the multipliers, rand_like."""
+
+    def noisy(self, x_hat):
+        n, units = x_hat.shape
+        log_scale = float(np.log(self.scale))
+        b = torch.distributions.Uniform(-self.shift, self.shift).sample((units,))
+        s = torch.distributions.Uniform(-log_scale, log_scale).sample((units,)).exp()
+        c = b + (2 * torch.rand_like(x_hat) - 1) * self.spread
+        m = s * torch.empty_like(x_hat).uniform_(1 - self.spread, 1 + self.spread)
+        return x_hat * m + c
+
+
+class InPlaceFree(Noise):
+    """Written with torch.rand directly and a scale computed by pow."""
+
+    def forward(self, x_hat):
+        if not self.training:
+            return x_hat
+        n, c = x_hat.shape
+        s = self.scale ** (2 * torch.rand(1, c) - 1)
+        b = self.shift * (2 * torch.rand(1, c) - 1)
+        m = s * (1 - self.spread + 2 * self.spread * torch.rand(n, c))
+        return m * x_hat + (b - self.spread + 2 * self.spread * torch.rand(n, c))
+
+
+@pytest.mark.parametrize("answer", [Noise, ByDistributions, InPlaceFree])
+def test_noise_module_accepts_every_correct_form(answer, capsys):
+    torch.manual_seed(0)  # the learner's generator as the check seeds its own draw: not a repeated draw
+    exercises.check_noise_module(answer)
+    assert capsys.readouterr().out.startswith("Correct.")
+
+
+@pytest.mark.parametrize("answer", [Noise, ByDistributions])
+def test_noise_module_accepts_a_correct_module_whatever_the_seeds_and_threads(answer, capsys):
+    """The margins hold for other seeds and another thread count than the check's: it does not pass by luck."""
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        with pytest.MonkeyPatch.context() as patch:
+            original = exercises._noise_draws
+            patch.setattr(exercises, "_noise_draws", lambda module, x, seed=0: original(module, x, seed + 1000))
+            exercises.check_noise_module(answer)
+    finally:
+        torch.set_num_threads(threads)
+    assert capsys.readouterr().out.startswith("Correct.")
 
 
 class SharedNoise(Noise):
     """One scale and shift per unit and step, shared by the batch."""
 
-    def forward(self, x_hat):
-        if not self.training:
-            return x_hat
-        units = x_hat.shape[1]
-        return torch.exp(uniform(units) * np.log(self.scale)) * x_hat + uniform(units) * self.shift
+    def noisy(self, x_hat):
+        s, b = self.centres(x_hat.shape[1])
+        return s * x_hat + b
+
+
+class SharedAcrossUnits(Noise):
+    """Per-activation noise drawn once per example and shared by its units."""
+
+    def noisy(self, x_hat):
+        n, units = x_hat.shape
+        s, b = self.centres(units)
+        return s * (1 + self.spread * uniform(n, 1)) * x_hat + b + self.spread * uniform(n, 1)
 
 
 class AlwaysOn(Noise):
@@ -93,6 +218,18 @@ class DrawnOnce(Noise):
         return x_hat + self.fixed
 
 
+class CentresDrawnOnce(Noise):
+    """The centres drawn when the module is made, the per-activation noise at every call."""
+
+    def __init__(self, scale=2.0, shift=1.0, spread=0.5):
+        super().__init__(scale, shift, spread)
+        self.s, self.b = self.centres(200)
+
+    def noisy(self, x_hat):
+        n, units = x_hat.shape
+        return self.s * (1 + self.spread * uniform(n, units)) * x_hat + self.b + self.spread * uniform(n, units)
+
+
 class ZeroMean(Noise):
     def forward(self, x_hat):
         return x_hat * (1 + self.spread * uniform(*x_hat.shape)) if self.training else x_hat
@@ -103,12 +240,113 @@ class FixedCentres(Noise):
         return x_hat + 0.1 + self.spread * uniform(*x_hat.shape) if self.training else x_hat
 
 
+class ConstantCentres(Noise):
+    def centres(self, units):
+        return torch.full((units,), 1.5), torch.full((units,), 0.1)
+
+
 class UnitScale(Noise):
-    def forward(self, x_hat):
-        if not self.training:
-            return x_hat
-        return x_hat * (1 + self.spread * uniform(*x_hat.shape)) + uniform(x_hat.shape[1]) + self.spread * uniform(
-            *x_hat.shape)
+    def centres(self, units):
+        return torch.ones(units), uniform(units) * self.shift
+
+
+class UniformScale(Noise):
+    """s_j uniform between 1/scale and scale instead of log-uniform."""
+
+    def centres(self, units):
+        low = 1 / self.scale
+        return low + (self.scale - low) * torch.rand(units), uniform(units) * self.shift
+
+
+class ScaleBetweenZeroAndScale(Noise):
+    def centres(self, units):
+        return self.scale * torch.rand(units), uniform(units) * self.shift
+
+
+class NormalShift(Noise):
+    def centres(self, units):
+        return torch.exp(uniform(units) * np.log(self.scale)), torch.randn(units) * self.shift
+
+
+class AdditiveSpread(Noise):
+    """m_ij = s_j + U(-r, r): the multipliers' spread added instead of multiplied."""
+
+    def noisy(self, x_hat):
+        n, units = x_hat.shape
+        s, b = self.centres(units)
+        return (s + self.spread * uniform(n, units)) * x_hat + b + self.spread * uniform(n, units)
+
+
+class OnlyAdditive(Noise):
+    """x_hat + s_j U(1 - r, 1 + r) + c_ij: the multiplier added instead of multiplied."""
+
+    def noisy(self, x_hat):
+        n, units = x_hat.shape
+        s, b = self.centres(units)
+        return x_hat + s * (1 + self.spread * uniform(n, units)) + b + self.spread * uniform(n, units)
+
+
+class HalfSpread(Noise):
+    def noisy(self, x_hat):
+        n, units = x_hat.shape
+        s, b = self.centres(units)
+        return s * (1 + self.spread * uniform(n, units)) * x_hat + b + self.spread / 2 * uniform(n, units)
+
+
+class NormalSpread(Noise):
+    def noisy(self, x_hat):
+        n, units = x_hat.shape
+        s, b = self.centres(units)
+        return s * (1 + self.spread * torch.randn(n, units)) * x_hat + b + self.spread * uniform(n, units)
+
+
+class DefaultSettings(Noise):
+    """Ignores its settings: the statement's defaults written into forward."""
+
+    def noisy(self, x_hat):
+        n, units = x_hat.shape
+        s, b = torch.exp(uniform(units) * np.log(2.0)), uniform(units) * 1.0
+        return s * (1 + 0.5 * uniform(n, units)) * x_hat + b + 0.5 * uniform(n, units)
+
+
+class NumpyNoise(Noise):
+    def noisy(self, x_hat):
+        rng = np.random.default_rng()
+        n, units = x_hat.shape
+        s = np.exp(rng.uniform(-1, 1, units) * np.log(self.scale))
+        m = s * rng.uniform(1 - self.spread, 1 + self.spread, (n, units))
+        c = rng.uniform(-self.shift, self.shift, units) + rng.uniform(-self.spread, self.spread, (n, units))
+        return x_hat * torch.as_tensor(m, dtype=x_hat.dtype) + torch.as_tensor(c, dtype=x_hat.dtype)
+
+
+class Squared(Noise):
+    def noisy(self, x_hat):
+        return super().noisy(x_hat) * (1 + 0.1 * x_hat)
+
+
+@pytest.mark.parametrize("wrong, hint", [
+    (SharedNoise, "noise of its own"),
+    (SharedAcrossUnits, "Each unit needs noise of its own"),
+    (AlwaysOn, "eval mode"),
+    (DrawnOnce, "every forward pass"),
+    (CentresDrawnOnce, "Draw new centres"),
+    (ZeroMean, "non-zero mean"),
+    (FixedCentres, "multiplies x_hat too"),
+    (ConstantCentres, "drawn per unit"),
+    (UnitScale, "drawn per unit"),
+    (UniformScale, "not uniform between 1/3 and 3"),
+    (ScaleBetweenZeroAndScale, "log s_j uniform"),
+    (NormalShift, "U(-shift, shift)"),
+    (AdditiveSpread, "multiplicative"),
+    (OnlyAdditive, "multiplies x_hat too"),
+    (HalfSpread, "U(-0.3, 0.3) around"),
+    (NormalSpread, "m_ij / s_j is uniform"),
+    (DefaultSettings, "U(-0.5, 0.5)"),
+    (NumpyNoise, "torch's random numbers"),
+    (Squared, "m * x_hat + c"),
+])
+def test_noise_module_names_the_mistake(wrong, hint):
+    refused(exercises.check_noise_module, wrong, hint)
 
 
 class NotWritten(Noise):
@@ -116,27 +354,70 @@ class NotWritten(Noise):
         raise NotImplementedError()
 
 
-def test_noise_module(capsys):
-    torch.manual_seed(0)  # the learner's generator as the check seeds its own draw: not a repeated draw
-    exercises.check_noise_module(Noise)
-    assert capsys.readouterr().out.startswith("Correct.")
-    refused(exercises.check_noise_module, None, "still None")
-    refused(exercises.check_noise_module, NotWritten, "not written yet")
-    refused(exercises.check_noise_module, Noise(), "class itself")
-    refused(exercises.check_noise_module, SharedNoise, "noise of its own")
-    refused(exercises.check_noise_module, AlwaysOn, "eval mode")
-    refused(exercises.check_noise_module, DrawnOnce, "every forward pass")
-    refused(exercises.check_noise_module, ZeroMean, "non-zero mean")
-    refused(exercises.check_noise_module, FixedCentres, "U(-shift, shift)")
-    refused(exercises.check_noise_module, UnitScale, "log scale")
+class Identity(Noise):
+    def forward(self, x_hat):
+        return x_hat
+
+
+class Constant(Noise):
+    def forward(self, x_hat):
+        return torch.full_like(x_hat, 0.5) if self.training else x_hat
+
+
+class WithNaN(Noise):
+    def forward(self, x_hat):
+        return self.noisy(x_hat) * float("nan") if self.training else x_hat
+
+
+class Raising(Noise):
+    def forward(self, x_hat):
+        return x_hat @ x_hat if self.training else x_hat
+
+
+class WrongShape(Noise):
+    def forward(self, x_hat):
+        return self.noisy(x_hat)[:, :1] if self.training else x_hat
+
+
+class InPlace(Noise):
+    def forward(self, x_hat):
+        return x_hat.mul_(2).add_(1) if self.training else x_hat
+
+
+class BadInit(nn.Module):
+    def __init__(self, scale, shift):
+        super().__init__()
+
+
+@pytest.mark.parametrize("hostile, hint", [
+    (None, "still None"),
+    (NotWritten, "not written yet"),
+    (Noise(), "class itself"),
+    (lambda x: x, "class itself, a subclass"),
+    (BadInit, "raised TypeError"),
+    (Identity, "add the noise"),
+    (Constant, "every forward pass"),
+    (WithNaN, "NaN"),
+    (Raising, "raised RuntimeError"),
+    (WrongShape, "the input's shape"),
+    (InPlace, "changed its argument 1 (Tensor) in place"),
+])
+def test_noise_module_refuses_hostile_answers(hostile, hint):
+    refused(exercises.check_noise_module, hostile, hint)
 
 
 @pytest.mark.slow  # reads a briefly trained network's activations on MNIST (cached)
 def test_batch_of_two(capsys):
     exercises.check_batch_of_two("+1 or -1")
     assert capsys.readouterr().out.startswith("Correct.")
-    refused(exercises.check_batch_of_two, None, "still None")
-    refused(exercises.check_batch_of_two, "always +1", "explorer")
-    refused(exercises.check_batch_of_two, "+1", "one of")
     normalized = exercises.batch_of_two_values()
     assert np.mean(np.abs(normalized) > 0.9) > 0.96 and np.mean(normalized < 0) > 0.03  # both signs, with margin
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("answer, hint", [
+    ("always +1", "explorer"), ("always -1", "explorer"), ("anywhere between -1 and +1", "explorer"),
+    (None, "still None"), ("+1", "one of"), (1, "one of"), (float("nan"), "one of"), (np.float64(-1.0), "one of"),
+])
+def test_batch_of_two_refuses(answer, hint):
+    refused(exercises.check_batch_of_two, answer, hint)

@@ -286,6 +286,16 @@ def layer_output(layer, x):
         return call(layer, x.to(dtype))
 
 
+def uniform_distance(values, low, high):
+    """The Kolmogorov-Smirnov distance between the sample ``values`` and U(low, high): the largest gap between
+    their cumulative distributions. For n independent draws of U(low, high) it exceeds d with probability at
+    most 2 exp(-2 n d^2) (the Dvoretzky-Kiefer-Wolfowitz inequality), which a check's threshold can be set by."""
+    values = np.sort(np.asarray(values, dtype=np.float64).ravel())
+    n = len(values)
+    cdf = np.clip((values - low) / (high - low), 0.0, 1.0)
+    return float(max((np.arange(1, n + 1) / n - cdf).max(), (cdf - np.arange(n) / n).max()))
+
+
 def as_number(answer):
     """``answer`` as a float, or None when it is not a single finite real number."""
     if isinstance(answer, bool):
