@@ -15,7 +15,11 @@ pytestmark = pytest.mark.slow  # the checks read the paper run and short runs (c
 @pytest.fixture(autouse=True, scope="module")
 def runs_read_once():
     """Each check reads the paper's run from the disk cache and rebuilds its network (seconds); the banks call the
-    checks a hundred times, so here both are made once and shared (the checks copy what they hand to an answer)."""
+    checks a hundred times, so here both are made once and shared (the checks copy what they hand to an answer).
+    After that a check of an answer costs 0.01 to 0.04 s. The first test to read the run (the first correct form of
+    the unit drift) pays for it once: about 3 s from the disk cache, or the paper run itself, both networks
+    trained (about two minutes), where the cache does not hold it yet for this code, as on a fresh CI machine;
+    whichever test asks first pays that, and the other tests that read the run then find it cached."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(exercises.paper, "run_paper_experiment", once(exercises.paper.run_paper_experiment))
         patch.setattr(exercises, "_population_case", once(exercises._population_case))
