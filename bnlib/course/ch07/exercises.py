@@ -121,8 +121,9 @@ def _noise_module(noise_class):
     except NotImplementedError:
         not_yet("Your class is not written yet: replace `raise NotImplementedError()` by its code.")
     except Exception as err:  # the learner's code
-        raise NotYet(f"Not yet. Creating {noise_class.__name__}({', '.join(f'{k}={v}' for k, v in NOISE_SETTINGS.items())})"
-                     f" raised {type(err).__name__}: {err}") from err
+        settings = ", ".join(f"{key}={value}" for key, value in NOISE_SETTINGS.items())
+        raise NotYet(f"Not yet. Creating {noise_class.__name__}({settings}) raised {type(err).__name__}: "
+                     f"{err}") from err
 
 
 def _noise_parts(module, seed, verify=False):

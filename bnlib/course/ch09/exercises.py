@@ -105,8 +105,8 @@ def check_chan_merge(merge):
     allowed = 2 * np.abs(reference - whole[2]) + 1e-6 * whole[2]  # Chan's merge in float32, with room to spare
     if np.any(np.abs(m2 - whole[2]) > allowed):
         not_yet("Right in float64, but in float32 at mean 1e4 your M2 is off by up to "
-                f"{np.max(np.abs(m2 / whole[2] - 1)):.1g} times its true value: rebuilding sums of squares (M2 + n mean^2, about 1e11) "
-                "and subtracting cancels every digit of a spread of 1e-2. Work with delta = mean_b - mean_a.")
+                f"{np.max(np.abs(m2 / whole[2] - 1)):.1g} times its true value: rebuilding sums of squares "
+                "(M2 + n mean^2, about 1e11) and subtracting cancels every digit of a spread of 1e-2. Work with delta = mean_b - mean_a.")
     if np.any(np.abs(mean - whole[1]) > 2e-3):
         not_yet("Right in float64, but in float32 at mean 1e4 your merged mean is off: step from mean_a by "
                 "delta n_b / n rather than adding up n_a mean_a + n_b mean_b.")
