@@ -188,6 +188,14 @@ def test_keras_to_torch_names_the_mistake(wrong, hint):
     refused(ch05.check_keras_to_torch, wrong, hint)
 
 
+def keras_without_affine(keras):
+    layer = torch.nn.BatchNorm1d(4, eps=keras["epsilon"], momentum=1 - keras["momentum"], affine=False,
+                                 dtype=torch.float64)
+    layer.running_mean.copy_(torch.from_numpy(keras["moving_mean"]))
+    layer.running_var.copy_(torch.from_numpy(keras["moving_variance"]))
+    return layer
+
+
 def keras_in_place(keras):
     keras["moving_variance"] += keras["epsilon"]
     return keras_solution(keras, epsilon=0.0, moving_variance=keras["moving_variance"])
@@ -205,6 +213,7 @@ def keras_in_place(keras):
     (lambda keras: keras_solution(keras, gamma=keras["gamma"] * np.nan), "NaN"),
     (lambda keras: 1 / 0, "raised ZeroDivisionError"),
     (lambda keras: torch.nn.BatchNorm1d(3, dtype=torch.float64), "raised RuntimeError"),
+    (keras_without_affine, "check which of the layer's parameters"),
     (keras_in_place, "changed its argument 1 (dict) in place"),
     (lambda keras: (keras.update(epsilon=1e-5), keras_solution(keras))[1], "changed its argument 1 (dict)"),
     (keras_solution(ch05.keras_layer()), "itself"),
