@@ -103,6 +103,14 @@ def test_a_float32_layer_runs_in_its_dtype_and_gets_the_precision_hint():
             layer.float(), "float32")
 
 
+def test_the_distance_to_a_uniform_distribution_is_small_for_its_draws_and_large_for_others():
+    rng = np.random.default_rng(0)
+    assert checks.uniform_distance(rng.uniform(-2, 3, 10_000), -2, 3) < 0.02  # DKW: above 0.02 with p < 1e-3
+    assert checks.uniform_distance(np.linspace(0, 1, 101), 0, 1) < 0.011
+    assert checks.uniform_distance(rng.uniform(0, 0.5, 1000), 0, 1) > 0.45
+    assert checks.uniform_distance(np.log(rng.uniform(0.5, 2, 10_000)), -np.log(2), np.log(2)) > 0.15
+
+
 def test_an_exception_the_answer_provokes_in_a_check_is_a_hint():
     @checks.check
     def check_weight(module):

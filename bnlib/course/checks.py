@@ -10,7 +10,7 @@ two lines, not a traceback through the check's code (IPython shows an exception 
 What makes a check trustworthy is shared here, so that every check gets it:
 
 - ``call`` runs the learner's function on copies of the check's data: an answer that edits its input in place
-  is refused by name, and cannot spoil the reference the check computes. A result holding NaN or inf is
+  (an array, a tensor, a module, or one inside a list, tuple or dict) is refused by name, and cannot spoil the reference the check computes. A result holding NaN or inf is
   refused (NaN never compares as close).
 - ``close`` and ``largest_difference`` compare arrays; NaN is never close and its difference is infinite.
 - ``one_layer`` refuses a composition (``nn.Sequential``, a function) where one layer of a kind was asked;
@@ -18,6 +18,8 @@ What makes a check trustworthy is shared here, so that every check gets it:
   ``layer_output`` runs a returned layer in its own dtype (a float32 layer gets the precision hint).
 - ``check_close`` judges an array answer: the expected value passes; a known mistake gets its hint; an answer
   right only to float32's precision gets a hint about precision, not about the formula.
+- ``uniform_distance`` measures a sample against a uniform distribution, for checks of random draws whose
+  thresholds come with a bound on a correct answer's chance to fail.
 - ``@check`` turns an exception the learner's answer provokes inside the check (a module without a weight, a
   value of the wrong kind) into a hint instead of a traceback.
 """
