@@ -147,7 +147,7 @@ def check_recalibrate(recalibrate):
     if any(module.training for module in mine.modules()):
         not_yet("Leave the model in eval mode when you are done (every layer: model.eval()): it is about to make "
                 "predictions.")
-    mistakes = _recalibration_mistakes(net, batches)
+    mistakes = []
     for name in ("bn1", "bn2"):
         ours, theirs = getattr(mine, name, None), getattr(expected, name)
         if not isinstance(ours, torch.nn.modules.batchnorm._BatchNorm) or ours.running_mean is None:
@@ -157,14 +157,16 @@ def check_recalibrate(recalibrate):
                      and torch.equal(ours.running_var, torch.ones_like(ours.running_var)))
         if untouched or torch.allclose(ours.running_mean, getattr(net, name).running_mean):
             not_yet(f"{name}'s running mean did not change: BN layers update their statistics only in train mode.")
+        if (torch.allclose(ours.running_mean, theirs.running_mean, atol=1e-5)
+                and torch.allclose(ours.running_var, theirs.running_var, rtol=1e-4, atol=1e-6)):
+            continue
+        mistakes = mistakes or _recalibration_mistakes(net, batches)  # made only for a wrong answer: 3 passes
         for model, hint in mistakes:
             if torch.allclose(ours.running_mean, getattr(model, name).running_mean, atol=1e-6):
                 not_yet(hint)
-        if not (torch.allclose(ours.running_mean, theirs.running_mean, atol=1e-5)
-                and torch.allclose(ours.running_var, theirs.running_var, rtol=1e-4, atol=1e-6)):
-            not_yet(f"{name}'s statistics are not the average over the batches. Reset each BN layer's statistics, "
-                    "set momentum = None (the cumulative average), put only the BN layers in train mode, run "
-                    "the batches through under torch.no_grad(), then model.eval().")
+        not_yet(f"{name}'s statistics are not the average over the batches. Reset each BN layer's statistics, "
+                "set momentum = None (the cumulative average), put only the BN layers in train mode, run the "
+                "batches through under torch.no_grad(), then model.eval().")
     passed("Every BN layer now holds the average statistics of the new batches, weights untouched.")
 
 
