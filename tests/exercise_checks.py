@@ -1,4 +1,5 @@
-"""What the tests of the exercise checks share: a refusal with its hints, and a learner's unwritten stub."""
+"""What the tests of the exercise checks share: a refusal with its hints, a learner's unwritten stub, and a
+reading of a cached run made once for a whole bank."""
 
 import pytest
 
@@ -16,3 +17,17 @@ def refused(check, answer, *hints):
 def stub(*args):
     """A solution cell as nbgrader leaves it for the student."""
     raise NotImplementedError()
+
+
+def once(read):
+    """``read``, remembering its result for each arguments: a bank calls a check a hundred times, and each call
+    would read the same run from the disk cache (the checks copy what they hand to an answer)."""
+    kept = {}
+
+    def remembered(*args, **kwargs):
+        key = repr((args, sorted(kwargs.items())))
+        if key not in kept:
+            kept[key] = read(*args, **kwargs)
+        return kept[key]
+
+    return remembered

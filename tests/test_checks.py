@@ -50,6 +50,15 @@ def test_tensors_and_modules_edited_in_place_are_refused_unless_allowed():
     assert layer.weight.abs().sum() == 0
 
 
+@pytest.mark.parametrize("edit", [lambda d: d["gamma"].__imul__(2), lambda d: d.update(momentum=0.5),
+                                  lambda d: d.pop("gamma"), lambda d: d["layers"][0].mul_(0)])
+def test_an_answer_that_edits_a_dict_it_is_given_is_refused(edit):
+    settings = {"gamma": np.ones(2), "momentum": 0.99, "layers": [torch.ones(2)]}
+    checks.call(lambda d: 1.0, settings)
+    refused(lambda f: checks.call(f, settings), lambda d: (edit(d), 1.0)[1], "changed its argument 1 (dict) in place")
+    assert settings["momentum"] == 0.99 and settings["gamma"].tolist() == [1.0, 1.0]
+
+
 def zero_the_weight(module):
     module.weight.data.zero_()
     return 1.0
@@ -72,6 +81,34 @@ def test_a_composition_is_not_one_layer():
             nn.Sequential(linear, nn.BatchNorm1d(2)), "not Sequential")
     refused(lambda answer: checks.one_layer(answer, nn.Linear, "the folded Linear"), lambda x: x, "not function")
     refused(lambda answer: checks.one_layer(answer, nn.Conv2d, "the folded conv"), nn.Conv1d(1, 1, 1), "Conv2d")
+
+
+def test_a_fold_runs_on_copies_returns_one_layer_and_hears_of_a_missing_bias():
+    linear, bn = nn.Linear(2, 2, bias=False).eval(), nn.BatchNorm1d(2).eval()
+    fold = lambda what: (lambda answer: checks.folded_layer(answer, linear, bn, nn.Linear, what))  # noqa: E731
+    assert type(fold("the Linear")(lambda linear, bn: nn.Linear(2, 2))) is nn.Linear
+    refused(fold("the Linear"), lambda linear, bn: nn.Sequential(linear, bn), "not Sequential")
+    refused(fold("the Linear"), lambda linear, bn: linear.bias * 2, "raised TypeError", "its .bias is None")
+    refused(fold("the Linear"), lambda linear, bn: (linear.weight.data.zero_(), linear)[1], "argument 1 (Linear)")
+    refused(fold("the Linear"), nn.Linear(2, 2), "Pass your function itself")
+    assert linear.weight.abs().sum() > 0
+
+
+def test_a_float32_layer_runs_in_its_dtype_and_gets_the_precision_hint():
+    layer, x = nn.Linear(3, 2).double(), torch.randn(4, 3, dtype=torch.float64)
+    with torch.no_grad():
+        expected = layer(x).numpy()
+    assert checks.close(checks.layer_output(layer, x), expected)
+    refused(lambda answer: checks.check_close(checks.layer_output(answer, x), expected, "", "the formula"),
+            layer.float(), "float32")
+
+
+def test_the_distance_to_a_uniform_distribution_is_small_for_its_draws_and_large_for_others():
+    rng = np.random.default_rng(0)
+    assert checks.uniform_distance(rng.uniform(-2, 3, 10_000), -2, 3) < 0.02  # DKW: above 0.02 with p < 1e-3
+    assert checks.uniform_distance(np.linspace(0, 1, 101), 0, 1) < 0.011
+    assert checks.uniform_distance(rng.uniform(0, 0.5, 1000), 0, 1) > 0.45
+    assert checks.uniform_distance(np.log(rng.uniform(0.5, 2, 10_000)), -np.log(2), np.log(2)) > 0.15
 
 
 def test_an_exception_the_answer_provokes_in_a_check_is_a_hint():

@@ -10,12 +10,16 @@ two lines, not a traceback through the check's code (IPython shows an exception 
 What makes a check trustworthy is shared here, so that every check gets it:
 
 - ``call`` runs the learner's function on copies of the check's data: an answer that edits its input in place
-  is refused by name, and cannot spoil the reference the check computes. A result holding NaN or inf is
+  (an array, a tensor, a module, or one inside a list, tuple or dict) is refused by name, and cannot spoil the reference the check computes. A result holding NaN or inf is
   refused (NaN never compares as close).
 - ``close`` and ``largest_difference`` compare arrays; NaN is never close and its difference is infinite.
-- ``one_layer`` refuses a composition (``nn.Sequential``, a function) where one layer of a kind was asked.
+- ``one_layer`` refuses a composition (``nn.Sequential``, a function) where one layer of a kind was asked;
+  ``folded_layer`` runs a fold of BN into the layer before it on copies and requires one such layer, and
+  ``layer_output`` runs a returned layer in its own dtype (a float32 layer gets the precision hint).
 - ``check_close`` judges an array answer: the expected value passes; a known mistake gets its hint; an answer
   right only to float32's precision gets a hint about precision, not about the formula.
+- ``uniform_distance`` measures a sample against a uniform distribution, for checks of random draws whose
+  thresholds come with a bound on a correct answer's chance to fail.
 - ``@check`` turns an exception the learner's answer provokes inside the check (a module without a weight, a
   value of the wrong kind) into a hint instead of a traceback.
 """
@@ -89,11 +93,25 @@ def check(function):
     return checked
 
 
+class Items(dict):
+    """The snapshot of a dict: its keys and a snapshot of each item."""
+
+
+class Plain:
+    """The snapshot of a plain item of a dict (a number, a string): a copy, compared with ==."""
+
+    def __init__(self, value):
+        self.value = value
+
+
 def snapshot(value):
-    """A copy of ``value`` to compare with later: arrays, tensors and modules (their state), lists and tuples of
-    them, or None."""
+    """A copy of ``value`` to compare with later: arrays, tensors and modules (their state), lists, tuples and
+    dicts of them, or None."""
     if isinstance(value, (list, tuple)):
         return [snapshot(item) for item in value]
+    if isinstance(value, dict):  # its items' snapshots, or the items themselves (numbers, strings)
+        return Items({key: snapshot(item) if snapshot(item) is not None else Plain(copy.deepcopy(item))
+                      for key, item in value.items()})
     if isinstance(value, (np.ndarray, torch.Tensor)):
         return value.copy() if isinstance(value, np.ndarray) else value.detach().clone()
     if isinstance(value, torch.nn.Module):
@@ -107,6 +125,14 @@ def unchanged(value, before):
         return True
     if isinstance(before, list):
         return len(value) == len(before) and all(unchanged(item, old) for item, old in zip(value, before))
+    if isinstance(before, Items):
+        return (isinstance(value, dict) and value.keys() == before.keys()
+                and all(unchanged(value[key], old) for key, old in before.items()))
+    if isinstance(before, Plain):
+        try:
+            return bool(value == before.value)
+        except Exception:  # noqa: BLE001 (a value that cannot be compared counts as changed)
+            return False
     if isinstance(value, torch.nn.Module):
         state = value.state_dict()
         return state.keys() == before.keys() and all(torch.equal(state[k], before[k]) for k in before)
@@ -234,6 +260,42 @@ def one_layer(answer, kind, what):
                 f"{type(answer).__name__} (a Sequential or a function computes the same thing in two steps, "
                 f"which is what folding removes).")
     return answer
+
+
+def folded_layer(fold, layer, bn, kind, what):
+    """``fold(layer, bn)``, the learner's fold of the eval-mode ``bn`` into the ``layer`` before it, run on
+    copies (an in-place edit of either is refused by name), as one module of class ``kind`` (``one_layer``);
+    ``what`` names it in the hints. A fold that trips over a layer without bias is told that its bias is None."""
+    __tracebackhide__ = True  # noqa: F841
+    if isinstance(fold, torch.nn.Module):
+        not_yet("Pass your function itself, not a layer it returned.")
+    try:
+        folded = run(fold, layer, bn, returns=what)
+    except NotYet as refusal:
+        if layer.bias is None and isinstance(refusal.__cause__, (TypeError, AttributeError)):
+            raise NotYet(f"{refusal} (The {type(layer).__name__} given here has no bias: its .bias is None, "
+                         "which counts as a bias of 0.)") from refusal.__cause__
+        raise
+    return one_layer(folded, kind, what)
+
+
+def layer_output(layer, x):
+    """``layer(x)`` without gradients as a float64 array (``call``), with ``x`` cast to the layer's own dtype: a
+    layer made in float32 then gets the precision hint from ``check_close``, not a dtype error."""
+    __tracebackhide__ = True  # noqa: F841
+    dtype = next((p.dtype for p in layer.parameters()), x.dtype)
+    with torch.no_grad():
+        return call(layer, x.to(dtype))
+
+
+def uniform_distance(values, low, high):
+    """The Kolmogorov-Smirnov distance between the sample ``values`` and U(low, high): the largest gap between
+    their cumulative distributions. For n independent draws of U(low, high) it exceeds d with probability at
+    most 2 exp(-2 n d^2) (the Dvoretzky-Kiefer-Wolfowitz inequality), which a check's threshold can be set by."""
+    values = np.sort(np.asarray(values, dtype=np.float64).ravel())
+    n = len(values)
+    cdf = np.clip((values - low) / (high - low), 0.0, 1.0)
+    return float(max((np.arange(1, n + 1) / n - cdf).max(), (cdf - np.arange(n) / n).max()))
 
 
 def as_number(answer):

@@ -5,11 +5,13 @@ import numpy as np
 import torch
 
 from bnlib.course.ch04.reparameterization import gradient_ratio, scale_problem
-from bnlib.course.checks import call, check_choice, not_yet, verdict
+from bnlib.course.checks import (call, check, check_choice, check_close, close, folded_layer, layer_output,
+                                 not_yet, passed)
 from bnlib.course.ch04.explorers import SATURATION, pre_activations
 from bnlib.normalization import batch_norm_forward
 
 EPS = 1e-5
+IDENTITY_EPS = (EPS, 0.1)  # the default, and one an answer that ignores its eps argument gets wrong
 SCALE = 4.0
 GRADIENT_CHOICES = {"4 times larger": SCALE, "the same": 1.0, "4 times smaller": 1 / SCALE,
                     "16 times smaller": 1 / SCALE ** 2}
@@ -30,80 +32,107 @@ def eval_layer(seed=4, channels=3):
     return layer, x
 
 
+@check
 def check_eval_identity(eval_identity_parameters):
     """``eval_identity_parameters(running_mean, running_var, eps) -> (gamma, beta)``: with them an eval-mode BN
-    returns every input unchanged, whatever batch it comes in."""
-    layer, x = eval_layer()
-    mean, var = layer.running_mean.numpy().copy(), layer.running_var.numpy().copy()
-    answer = call(eval_identity_parameters, mean, var, EPS)
-    if answer.shape != (2, len(mean)):
-        not_yet(f"Return a pair (gamma, beta), each with one value per channel (shape ({len(mean)},)).")
-    gamma, beta = answer
-    with torch.no_grad():
-        layer.weight.copy_(torch.from_numpy(gamma))
-        layer.bias.copy_(torch.from_numpy(beta))
-        error = ((layer(x) - x).abs().max() / x.abs().max()).item()
-    if np.allclose(gamma, mean) and np.allclose(beta, np.sqrt(var + EPS)):
-        not_yet("You swapped them: beta is the shift (it puts the mean back), gamma the scale.")
-    if np.allclose(gamma, np.sqrt(var)):
-        not_yet("Close, but not exact: the layer divides by sqrt(running_var + eps), so gamma must multiply "
-                "by the same.")
-    if np.allclose(gamma, var + EPS) or np.allclose(gamma, var):
-        not_yet("gamma multiplies: it must undo a division by a standard deviation, not by a variance.")
-    verdict(error < 1e-12, "With fixed statistics your gamma and beta make BN the identity on every input.",
-            "The eval-mode layer computes gamma (x - running_mean) / sqrt(running_var + eps) + beta. "
-            "Which gamma and beta turn that back into x?")
+    returns every input unchanged, whatever batch it comes in; tried with the default eps and a larger one."""
+    __tracebackhide__ = True  # noqa: F841
+    for eps in IDENTITY_EPS:
+        layer, x = eval_layer()
+        layer.eps = eps
+        mean, var = layer.running_mean.numpy().copy(), layer.running_var.numpy().copy()
+        answer = call(eval_identity_parameters, mean, var, eps)
+        if answer.shape != (2, len(mean)):
+            not_yet(f"Return a pair (gamma, beta), each with one value per channel (shape ({len(mean)},)).")
+        with torch.no_grad():  # what the exercise states: the layer loaded with them gives back its input
+            layer.weight.copy_(torch.from_numpy(answer[0]))
+            layer.bias.copy_(torch.from_numpy(answer[1]))
+            output = layer(x).numpy()
+        std = np.sqrt(var + eps)
+        mistakes = [
+            (np.stack([mean, std]), "You swapped them: beta is the shift (it puts the mean back), gamma the scale."),
+            (np.stack([np.sqrt(var), mean]), "Close, but not exact: the layer divides by sqrt(running_var + eps), so "
+                                            "gamma must multiply by the same."),
+            (np.stack([np.sqrt(var + EPS), mean]), f"With eps = {eps:g} your gamma is sqrt(running_var + 1e-5): you "
+                                                   "ignored the eps argument. Use the eps you are given."),
+            (np.stack([var + eps, mean]), "gamma multiplies: it must undo a division by a standard deviation, not by a "
+                                          "variance."),
+            (np.stack([var, mean]), "gamma multiplies: it must undo a division by a standard deviation, not by a "
+                                    "variance."),
+            (np.stack([std, -mean]), "beta is added after the scaling: to put the mean back it is +running_mean."),
+            (np.stack([1 / std, mean]), "gamma must undo the division by sqrt(running_var + eps): multiply by it, "
+                                        "not by its inverse."),
+        ]
+        named = next((hint for params, hint in mistakes if close(answer, params)), None)
+        check_close(output, x.numpy(), None, "The eval-mode layer computes gamma (x - running_mean) / "
+                    "sqrt(running_var + eps) + beta. Which gamma and beta turn that back into x?",
+                    [(output, named)] if named else [], rtol=1e-10, atol=1e-10)
+    passed("With fixed statistics your gamma and beta make BN the identity on every input, whatever eps.")
 
 
-def fold_example(seed=5, inputs=6, units=3):
-    """A float64 Linear (with bias) followed by an eval-mode BatchNorm1d, and a batch of inputs."""
+def fold_example(bias=True, seed=5, inputs=6, units=3):
+    """A float64 Linear (with or without bias) and a BatchNorm1d, both in eval mode (as torch's
+    ``fuse_linear_bn_eval`` requires), the BN with running statistics of its own; and a batch of inputs."""
     generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    linear = torch.nn.Linear(inputs, units, dtype=torch.float64)
+    linear = torch.nn.Linear(inputs, units, bias=bias, dtype=torch.float64).eval()
+    with torch.no_grad():
+        for tensor in linear.parameters():
+            tensor.copy_(torch.randn(tensor.shape, generator=generator, dtype=torch.float64))
     bn = eval_layer(seed, units)[0]
     x = torch.randn(10, inputs, generator=generator, dtype=torch.float64)
     return linear, bn, x
 
 
+def eval_bn(z, bn, eps=None, gamma=True, beta=True, mean=True):
+    """Eval-mode BN of ``z`` with ``bn``'s numbers, or a mistake's version (another eps, a term left out)."""
+    eps = bn.eps if eps is None else eps
+    scale = (bn.weight if gamma else 1.0) / torch.sqrt(bn.running_var + eps)
+    return scale * (z - (bn.running_mean if mean else 0.0)) + (bn.bias if beta else 0.0)
+
+
+def _fold_mistakes(linear, bn, x):
+    """(what a common fold mistake computes on x; its hint)."""
+    with torch.no_grad():
+        z, wx = linear(x), x @ linear.weight.T
+        mistakes = [
+            (eval_bn(wx, bn), "Almost: the Linear's own bias b goes through BN too. The folded "
+                                               "bias is scale * (b - running_mean) + beta."),
+            (eval_bn(z, bn, eps=0.0), "Close, but eps is missing: BN divides by sqrt(running_var + eps)."),
+            (eval_bn(z, bn, gamma=False), "gamma is missing: the scale of unit k is gamma_k / sqrt(running_var_k + "
+                                          "eps)."),
+            (eval_bn(z, bn, beta=False), "beta is missing from the folded bias: scale * (b - running_mean) + beta."),
+            (eval_bn(z, bn, mean=False), "running_mean is missing from the folded bias: scale * (b - running_mean) "
+                                         "+ beta."),
+            (bn.weight * (z - bn.running_mean) / (bn.running_var + bn.eps) + bn.bias,
+             "That divides by the variance: the scale is gamma / sqrt(running_var + eps)."),
+            (wx + eval_bn(z - wx, bn), "Only the bias was folded: the weight rows must be scaled too "
+                                                   "(row k of W by s_k)."),
+        ]
+    return [(value.numpy(), hint) for value, hint in mistakes]
+
+
+@check
 def check_fold_linear_bn(fold_linear_bn):
-    """``fold_linear_bn(linear, bn) -> torch.nn.Linear``: one Linear whose output is ``bn(linear(x))`` in eval
-    mode, for every x."""
-    if isinstance(fold_linear_bn, torch.nn.Module):
-        not_yet("Pass your function fold_linear_bn itself, not a layer it returned.")
+    """``fold_linear_bn(linear, bn) -> torch.nn.Linear``: one Linear (with a bias) whose output is ``bn(linear(x))``
+    in eval mode, for every x, whether or not ``linear`` has a bias. Torch's own ``fuse_linear_bn_eval`` passes."""
+    __tracebackhide__ = True  # noqa: F841
     if not callable(fold_linear_bn):
         call(fold_linear_bn)  # the hint for a missing answer or a result passed instead of the function
-    linear, bn, x = fold_example()
-    with torch.no_grad():
-        expected = bn(linear(x))
-
-    def folded_output(linear, bn):
-        folded = fold_linear_bn(linear, bn)
-        if folded is None:
-            return None
-        if not callable(folded):
-            not_yet(f"Return the folded layer, a torch.nn.Linear (got {type(folded).__name__}).")
+    for bias in (True, False):
+        linear, bn, x = fold_example(bias)
+        folded = folded_layer(fold_linear_bn, linear, bn, torch.nn.Linear, "the folded layer, one torch.nn.Linear")
+        if folded.bias is None:
+            not_yet("The folded Linear needs a bias (bias=True), even when linear has none: beta - s * running_mean "
+                    "ends up there.")
         with torch.no_grad():
-            return folded(x)
-
-    mine = call(folded_output, linear, bn)
-    if mine.shape != tuple(expected.shape):
-        not_yet(f"The folded layer must map {x.shape[1]} inputs to {expected.shape[1]} units, like linear.")
-    with torch.no_grad():
-        weight, bias = linear.weight, linear.bias
-        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-        scale_without_eps = bn.weight / torch.sqrt(bn.running_var)
-        without_bias = x @ (scale[:, None] * weight).T + bn.bias - scale * bn.running_mean
-        without_eps = (x @ (scale_without_eps[:, None] * weight).T
-                       + scale_without_eps * (bias - bn.running_mean) + bn.bias)
-    if np.allclose(mine, without_bias.numpy()):
-        not_yet("Almost: the Linear's own bias b goes through BN too. The folded bias is "
-                "scale * (b - running_mean) + beta.")
-    if np.allclose(mine, without_eps.numpy()):
-        not_yet("Close, but eps is missing: BN divides by sqrt(running_var + eps).")
-    verdict(np.allclose(mine, expected.numpy(), rtol=1e-10, atol=1e-10),
-            "Your single Linear gives bn(linear(x)) on every input: Algorithm 2's step 11, composed with the Linear.",
-            "In eval mode BN is y = s (z - running_mean) + beta per unit, with s = gamma / sqrt(running_var + eps), "
-            "and z = W x + b. Substitute z and collect the terms that multiply x (row k of W by s_k) and the rest.")
+            expected = bn(linear(x)).numpy()
+        check_close(layer_output(folded, x), expected, None,
+                    f"{'With' if bias else 'Without'} a bias in linear: in eval mode BN is y = s (z - running_mean) + "
+                    "beta per unit, with s = gamma / sqrt(running_var + eps), and z = W x + b (b = 0 without bias). "
+                    "Substitute z and collect the terms that multiply x (row k of W by s_k) and the rest.",
+                    _fold_mistakes(linear, bn, x), rtol=1e-10, atol=1e-10)
+    passed("Your single Linear gives bn(linear(x)) on every input, with or without a bias in linear: Algorithm 2's "
+           "step 11, composed with the Linear.")
 
 
 def measured_gradient_factor():
