@@ -11,6 +11,7 @@ from bnlib.course.ch11 import runs
 from bnlib.course.ch11.renorm import GRID, held_out_batches, normalized_mlp, one_class_batches, renorm_limits
 from bnlib.course.ch11.residual import KINDS, Block, ResMLP, zero_init_last_bn
 from bnlib.course.ch11.sweep import SWEEP, sweep_net
+from bnlib.course.parallel import split_by_cost
 from bnlib.course.training import train_mlp
 
 
@@ -79,7 +80,7 @@ def test_class_sorted_batches_hold_one_class_in_turn_and_test_batches_too():
 
 
 def test_the_runs_split_over_two_processes_by_cost():
-    parts = runs.shares(list(runs.EXPERIMENTS))
+    parts = split_by_cost({name: cost for name, (_, _, _, cost) in runs.EXPERIMENTS.items()})
     assert len(parts) == 2 and sorted(sum(parts, [])) == sorted(runs.EXPERIMENTS)
     assert GRID.lr(2) == pytest.approx(1 / 32) and GRID.lr(60) == 0.1
 

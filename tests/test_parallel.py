@@ -5,7 +5,7 @@ are on disk now."""
 import sys
 import textwrap
 
-from bnlib.course.parallel import run_in_processes
+from bnlib.course.parallel import run_in_processes, split_by_cost
 
 
 def write_task(folder, returns):
@@ -32,3 +32,12 @@ def test_processes_see_the_callers_environment_and_modules_of_the_moment(tmp_pat
     write_task(tmp_path, "the edited version")  # another size: no stale bytecode either
     results = run_in_processes([(edited_task.task, ()), (edited_task.task, ())], progress=False)
     assert results == [("the edited version", "set after the first start")] * 2
+
+
+def test_split_by_cost_balances_the_parts_and_keeps_every_name():
+    costs = {"a": 60, "b": 45, "c": 20, "d": 2}
+    parts = split_by_cost(costs)
+    assert sorted(sum(parts, [])) == sorted(costs) and parts[0][0] == "a"
+    assert sorted(sum(costs[n] for n in part) for part in parts) == [62, 65]  # not 107 + 20 or any worse split
+    assert split_by_cost({"only": 1.0}) == [["only"]]                        # no empty process
+

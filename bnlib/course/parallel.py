@@ -188,3 +188,12 @@ def run_on_ranks(fn, world_size, *args, backend="gloo", timeout=60.0, total=None
             return _run(targets, on_progress=bar.update, grace=timeout + 5.0)
     except RuntimeError as error:
         raise RuntimeError(str(error).replace("\nprocess ", "\nrank ")) from None
+
+
+def split_by_cost(costs, processes=2):
+    """The names of ``costs`` ({name: cost}) in ``processes`` lists of about equal total cost, each list given the
+    most costly name left in turn to the cheapest list so far; empty lists are left out."""
+    parts = [[] for _ in range(processes)]
+    for name in sorted(costs, key=lambda name: -costs[name]):
+        min(parts, key=lambda part: sum(costs[n] for n in part)).append(name)
+    return [part for part in parts if part]

@@ -9,7 +9,7 @@ from bnlib.course.ch10.dynamics import GRID, run_grid
 from bnlib.course.ch10.equivalence import EquivalenceRun, run_equivalence
 from bnlib.course.ch10.gamma_beta import GammaBetaRun, run_gamma_beta
 from bnlib.course.ch10.initialization import FAMILIES, InitSweep, run_init_sweep
-from bnlib.course.parallel import run_in_processes
+from bnlib.course.parallel import run_in_processes, split_by_cost
 
 # (name, experiment, settings, run-steps of training it takes): the cost that shares them between processes.
 EXPERIMENTS = {
@@ -28,19 +28,12 @@ def compute_part(names, report):
         run(config, report=report)
 
 
-def shares(names, processes=2):
-    """``names`` split into ``processes`` lists of about equal cost, the most costly placed first."""
-    parts = [[] for _ in range(processes)]
-    for name in sorted(names, key=lambda name: -EXPERIMENTS[name][2]):
-        min(parts, key=lambda part: sum(EXPERIMENTS[n][2] for n in part)).append(name)
-    return [part for part in parts if part]
-
-
 def compute_all(progress=True):
     """Compute the experiments not cached yet, in two processes; return the names of those computed."""
     missing = [name for name, (run, config, _) in EXPERIMENTS.items() if not run.is_cached(config)]
     if missing:
-        run_in_processes([(compute_part, (part,)) for part in shares(missing)],
+        parts = split_by_cost({name: EXPERIMENTS[name][2] for name in missing})
+        run_in_processes([(compute_part, (part,)) for part in parts],
                          total=sum(EXPERIMENTS[name][2] for name in missing), desc="chapter 10's runs",
                          progress=progress)
     return missing

@@ -10,7 +10,7 @@ in a moment.
 from bnlib.course.ch11.renorm import GRID, run_grid
 from bnlib.course.ch11.residual import VarianceRun, run_variance
 from bnlib.course.ch11.sweep import SWEEP, run_sweep
-from bnlib.course.parallel import run_in_processes
+from bnlib.course.parallel import run_in_processes, split_by_cost
 
 # name: (experiment, settings, steps it reports, its cost in CPU-seconds as measured: shares the processes)
 EXPERIMENTS = {
@@ -27,19 +27,12 @@ def compute_part(names, report):
         run(config, report=report) if steps else run(config)  # (the variance's one forward pass reports nothing)
 
 
-def shares(names, processes=2):
-    """``names`` split into ``processes`` lists of about equal cost, the most costly placed first."""
-    parts = [[] for _ in range(processes)]
-    for name in sorted(names, key=lambda name: -EXPERIMENTS[name][3]):
-        min(parts, key=lambda part: sum(EXPERIMENTS[n][3] for n in part)).append(name)
-    return [part for part in parts if part]
-
-
 def compute_all(progress=True):
     """Compute the experiments not cached yet, in two processes; return the names of those computed."""
     missing = [name for name, (run, config, _, _) in EXPERIMENTS.items() if not run.is_cached(config)]
     if missing:
-        run_in_processes([(compute_part, (part,)) for part in shares(missing)],
+        parts = split_by_cost({name: EXPERIMENTS[name][3] for name in missing})
+        run_in_processes([(compute_part, (part,)) for part in parts],
                          total=sum(EXPERIMENTS[name][2] for name in missing), desc="chapter 11's runs",
                          progress=progress)
     return missing
