@@ -1,6 +1,6 @@
 """The network of chapter 7's experiments: the paper's MLP with ReLU units and a choice of normalization.
 
-It is the paper's MLP (``bnlib.course.models.paper_mlp``: 784-100-100-100-10) with ReLU units and weights
+It is the paper's MLP (``bnlib.course.models.mlp``: 784-100-100-100-10) with ReLU units and weights
 drawn from N(0, 0.05^2) (0.05 is about He's sqrt(2 / 784) for the first layer). ReLU rather than sigmoid
 because the chapter compares batch norm with LayerNorm and GroupNorm, and with sigmoid units those train
 poorly in short runs, which would muddle the comparison.
@@ -9,7 +9,7 @@ poorly in short runs, which would muddle the comparison.
 import torch
 from torch import nn
 
-from bnlib.course.models import paper_mlp
+from bnlib.course.models import mlp
 from bnlib.layers import BatchNorm1d
 
 INIT_STD = 0.05
@@ -33,12 +33,4 @@ def chapter_mlp(norm="batch", init_std=INIT_STD, seed=0, **kwargs):
     if not callable(make_norm) and make_norm is not None:
         raise ValueError(f"norm must be one of {sorted(NORMS)} or a callable units -> module, got {norm!r}")
     torch.manual_seed(seed)
-    model = paper_mlp(batch_norm=make_norm is not None, init_std=init_std, **kwargs)
-    layers = []
-    for layer in model:
-        if isinstance(layer, nn.Sigmoid):
-            layer = nn.ReLU()
-        elif isinstance(layer, BatchNorm1d):
-            layer = make_norm(layer.num_features)
-        layers.append(layer)
-    return nn.Sequential(*layers)
+    return mlp(make_norm, nn.ReLU, init_std=init_std, **kwargs)

@@ -29,6 +29,7 @@ from torch import nn
 
 from bnlib import BatchNorm1d, BatchRenorm1d
 from bnlib.course.cache import Config, experiment
+from bnlib.course.models import mlp
 from bnlib.course.training import consecutive_batches, evaluate, mnist, random_batches, train_mlp
 
 NORMS = ("BN", "Batch Renorm", "GroupNorm")
@@ -50,17 +51,7 @@ def make_norm(norm, units, renorm_momentum=0.01):
 def normalized_mlp(norm, seed=0, hidden=(100, 100, 100), renorm_momentum=0.01):
     """784 -> [Linear (no bias) -> ``norm`` -> ReLU] per hidden layer -> Linear(10); weights N(0, 0.05^2)."""
     torch.manual_seed(seed)
-    layers, width = [], 784
-    for units in hidden:
-        layers += [nn.Linear(width, units, bias=False), make_norm(norm, units, renorm_momentum), nn.ReLU()]
-        width = units
-    layers.append(nn.Linear(width, 10))
-    for layer in layers:
-        if isinstance(layer, nn.Linear):
-            nn.init.normal_(layer.weight, 0.0, INIT_STD)
-            if layer.bias is not None:
-                nn.init.zeros_(layer.bias)
-    return nn.Sequential(*layers)
+    return mlp(lambda units: make_norm(norm, units, renorm_momentum), nn.ReLU, hidden, INIT_STD)
 
 
 def renorm_limits(step, steps, r_final=3.0, d_final=5.0, warmup=0.1, d_end=0.35, r_end=0.5):
