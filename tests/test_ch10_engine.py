@@ -14,6 +14,7 @@ from bnlib.course.ch10.dynamics import GridRun, momentum_candidates, trailing_rm
 from bnlib.course.ch10.equivalence import TINY_EPS, EquivalenceRun, parameter_groups
 from bnlib.course.ch10.geometry import chapter_network, linear_layers, scale_table
 from bnlib.course.ch10.initialization import InitSweep, initial_stds
+from bnlib.course.parallel import split_by_cost
 from bnlib.course.training import small_model_settings
 from bnlib.course.ch10.optimizer import (Optimizer, equilibrium_angle, equilibrium_steps, predicted_norm2, rms,
                                          step_records, train_runs, update_direction)
@@ -144,7 +145,7 @@ def test_he_multiples_and_the_processes_shares():
     stds = initial_stds("BN, last at He", (0.1, 10.0))
     assert stds[0, 0] == pytest.approx(0.1 * math.sqrt(2 / 784)) and stds[1, 3] == pytest.approx(math.sqrt(2 / 100))
     assert initial_stds("BN", (10.0,))[0, 3] == pytest.approx(10 * math.sqrt(2 / 100))
-    parts = runs.shares(list(runs.EXPERIMENTS))
+    parts = split_by_cost({name: steps for name, (_, _, steps) in runs.EXPERIMENTS.items()})
     assert sorted(sum(parts, [])) == sorted(runs.EXPERIMENTS) and len(parts) == 2
     costs = [sum(runs.EXPERIMENTS[name][2] for name in part) for part in parts]
     assert max(costs) < 1.5 * min(costs)
