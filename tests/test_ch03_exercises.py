@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from exercise_checks import refused, stub
+from exercise_checks import UpdatesInEval, refused, stub
 
 from bnlib.course.ch03.simple_layer import BatchNorm1d
 from bnlib.course.ch03 import exercises as ch03
@@ -134,13 +134,8 @@ class TwiceUpdated(BatchNorm2dByReshape):
         return super().forward(x)
 
 
-class UpdatedInEval(BatchNorm2dByReshape):
-    def forward(self, x):
-        if not self.training:
-            self.train()
-            super().forward(x)
-            self.eval()
-        return super().forward(x)
+class UpdatedInEval(UpdatesInEval, BatchNorm2dByReshape):
+    pass
 
 
 class AlwaysBatchStatistics(BatchNorm2dByReshape):
