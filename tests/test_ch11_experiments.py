@@ -52,6 +52,7 @@ def test_bn_after_the_addition_keeps_the_stream_below_one_and_the_relu_after_it_
 
 def test_zero_init_gamma_removes_the_early_loss_spike_at_large_learning_rates(sweep_result):
     assert sweep.early_loss(sweep_result, "BN", 0.8) > 5 > 2 > sweep.early_loss(sweep_result, "BN, zero gamma", 0.8)
+    assert all(sweep.early_loss(sweep_result, "BN, zero gamma", lr) < 2 for lr in (0.4, 0.8, 1.6))  # "near 1 up to 1.6"
     assert sweep.first_loss("BN") > sweep.first_loss("BN, zero gamma") + 0.5
 
 
@@ -69,6 +70,8 @@ def test_bn_trains_at_larger_learning_rates_than_skipinit_and_skipinit_than_the_
     assert stable["BN"] >= 4 * stable["SkipInit"] and stable["SkipInit"] >= stable["no normalization"]
     plain, skip, bn = (sweep.summary(sweep_result, v) for v in ("no normalization", "SkipInit", "BN"))
     assert plain["useful"] is None and skip["useful"] is not None
+    plain_accuracy = sweep_result["accuracy"][sweep.SWEEP.variants.index("no normalization")]
+    assert np.isnan(plain_accuracy[sweep.SWEEP.lrs.index(0.2):]).all()  # diverged from the grid's third rate on
     assert bn["best_accuracy"] > skip["best_accuracy"] + 0.01 > plain["best_accuracy"] + 0.01
 
 
@@ -90,6 +93,7 @@ def test_at_batch_sixty_iid_the_three_norms_agree(grid):
 def test_on_class_sorted_batches_bn_fails_in_eval_batch_renorm_closes_the_gap_and_groupnorm_leads(grid):
     bn, brn, gn = (renorm.cell(grid, norm, "sorted", 60) for norm in renorm.NORMS)
     assert bn["eval"] < 0.2 and bn["gap"] > 0.15
+    assert all(renorm.cell(grid, "BN", "sorted", m)["eval"] < 0.2 for m in renorm.GRID.batch_sizes)  # near chance
     assert abs(brn["gap"]) < 0.06 and brn["eval"] > bn["eval"] + 0.15
     assert gn["eval"] > brn["eval"] + 0.25 and abs(gn["gap"]) < 0.005
 
