@@ -68,28 +68,27 @@ def check_momentum(momentum, allow_none=True):
     return float(momentum)
 
 
+def _check_clip_bound(value, name, least, clipped, correction, final):
+    """A Batch Renorm bound: a float of at least ``least`` (plain batch norm), the paper's ``final`` value."""
+    if not _is_real(value):
+        raise TypeError(f"{name} must be a float of at least {least:g} (the paper's final value is {final:g}); "
+                        f"got {value!r}")
+    if not value >= least:
+        raise ValueError(f"{name} must be at least {least:g}: Batch Renorm clips {clipped}, a range that is empty "
+                         f"below {least:g}. Use {least:g} to train as plain batch norm (no correction of the "
+                         f"{correction}) and raise it as the running statistics settle (the paper goes to "
+                         f"{final:g}); got {value}")
+    return float(value)
+
+
 def check_r_max(r_max):
     """Batch Renorm clips r = sigma_B / sigma to [1/r_max, r_max]: r_max is a float of at least 1."""
-    if not _is_real(r_max):
-        raise TypeError(f"r_max must be a float of at least 1 (the paper's final value is 3); got {r_max!r}")
-    if not r_max >= 1:
-        raise ValueError(f"r_max must be at least 1: Batch Renorm clips r = sigma_B / sigma to [1/r_max, r_max], "
-                         f"a range that is empty below 1. Use 1 to train as plain batch norm (no correction "
-                         f"of the scale) and raise it as the running statistics settle (the paper goes to 3); "
-                         f"got {r_max}")
-    return float(r_max)
+    return _check_clip_bound(r_max, "r_max", 1, "r = sigma_B / sigma to [1/r_max, r_max]", "scale", 3)
 
 
 def check_d_max(d_max):
     """Batch Renorm clips d = (mu_B - mu) / sigma to [-d_max, d_max]: d_max is a float of at least 0."""
-    if not _is_real(d_max):
-        raise TypeError(f"d_max must be a float of at least 0 (the paper's final value is 5); got {d_max!r}")
-    if not d_max >= 0:
-        raise ValueError(f"d_max must be at least 0: Batch Renorm clips d = (mu_B - mu) / sigma to "
-                         f"[-d_max, d_max], a range that is empty below 0. Use 0 to train as plain batch norm "
-                         f"(no correction of the shift) and raise it as the running statistics settle (the "
-                         f"paper goes to 5); got {d_max}")
-    return float(d_max)
+    return _check_clip_bound(d_max, "d_max", 0, "d = (mu_B - mu) / sigma to [-d_max, d_max]", "shift", 5)
 
 
 def check_input_shape(shape, num_features=None, training=True, layer=None, ndims=None, layout=None,
